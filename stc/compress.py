@@ -1,0 +1,256 @@
+"""Stage 1 of stc: unified spatiotemporal compression (shared/method.md, "Stage 1").
+
+All T x N visual tokens of a video form ONE pool. Tokens are visited in descending contribution
+score; a token joins the retention pool if it is not too similar (cosine < tau) to any token
+already there. Everything else is the recycle pool, which DPC-kNN clusters into the rest of the
+budget; each cluster is "refilled" as the mean of its members at the position of its centre.
+
+Pure tensor functions, no model code. Everything runs on the tensors' device; the only host
+syncs are one scalar per block of candidates (to stop early) and loop bounds. Pairwise work is
+chunked so peak memory grows linearly with the number of tokens, never with its square.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+# Elements of one chunk of a pairwise [rows, cols] matrix (fp32): 16M -> 64 MiB.
+_CHUNK_ELEMENTS = 1 << 24
+# Candidates resolved together by unified selection.
+_SELECT_BLOCK = 512
+
+
+@dataclass(frozen=True)
+class Compressed:
+    """Result of :func:`compress_tokens` for one video of T frames x N tokens (M = T * N).
+
+    tokens:     [B, D] output tokens in original spatiotemporal (frame-major) order.
+    source:     [B] long, strictly increasing flat index into T*N of the position each output
+                token takes (its own, or its cluster centre's).
+    assignment: [M] long, output slot of every input token; -1 where no output represents it
+                (only possible when the budget leaves no cluster).
+    selected:   [B] bool, True for tokens picked by unified selection, False for refilled clusters.
+    """
+
+    tokens: torch.Tensor
+    source: torch.Tensor
+    assignment: torch.Tensor
+    selected: torch.Tensor
+
+    @property
+    def budget(self) -> int:
+        return self.tokens.shape[0]
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    """Row-normalise in fp32 (similarities are always computed in fp32)."""
+    return torch.nn.functional.normalize(x.float(), dim=-1)
+
+
+def _chunk_rows(cols: int) -> int:
+    return max(1, _CHUNK_ELEMENTS // max(1, cols))
+
+
+def unified_selection(unit: torch.Tensor, order: torch.Tensor, quota: int, tau: float) -> torch.Tensor:
+    """Greedy similarity-constrained selection over the global token pool.
+
+    unit:  [M, D] fp32 unit-norm features.
+    order: [M] visiting order (descending contribution score).
+    Returns the indices [P] (P <= quota) of the retention pool, in visiting order: the first
+    ``quota`` candidates c with max_{p in pool} cos(c, p) < tau.
+
+    Candidates are resolved in blocks. Inside a block the sequential rule "c is kept iff no
+    earlier kept candidate conflicts with it" is solved by fixed-point rounds over the block's
+    conflict graph, which decide at least the first undecided candidate each round and usually
+    all of them in a handful; the result is exactly the sequential greedy one.
+    """
+    device = unit.device
+    if quota <= 0:
+        return torch.empty(0, dtype=torch.long, device=device)
+    pool_parts: list[torch.Tensor] = []
+    pool_unit = unit.new_empty(0, unit.shape[1])
+    taken = 0
+    for start in range(0, order.numel(), _SELECT_BLOCK):
+        idx = order[start : start + _SELECT_BLOCK]
+        block = unit[idx]  # [b, D]
+        b = idx.numel()
+        if pool_unit.shape[0]:
+            alive = (block @ pool_unit.T).amax(dim=1) < tau
+        else:
+            alive = torch.ones(b, dtype=torch.bool, device=device)
+        # conflict[i, j]: earlier candidate j (j < i) is too similar to i.
+        conflict = torch.tril((block @ block.T) >= tau, diagonal=-1)
+        kept = torch.zeros(b, dtype=torch.bool, device=device)
+        undecided = alive.clone()
+        for _ in range(b):
+            if not bool(undecided.any()):
+                break
+            # Earlier neighbours that are kept or still undecided block a decision to keep.
+            pending = (conflict & (kept | undecided)[None, :]).any(dim=1)
+            kept |= undecided & ~pending
+            undecided &= ~kept & ~(conflict & kept[None, :]).any(dim=1)
+        new = idx[kept]
+        room = quota - taken
+        if new.numel() >= room:
+            pool_parts.append(new[:room])
+            taken = quota
+            break
+        pool_parts.append(new)
+        taken += new.numel()
+        pool_unit = torch.cat([pool_unit, unit[new]])
+    return torch.cat(pool_parts) if pool_parts else torch.empty(0, dtype=torch.long, device=device)
+
+
+def _sq_dists(a: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
+    """Squared Euclidean distances / D between rows of a [r, D] and b [c, D], fp32, >= 0."""
+    d = torch.addmm((b * b).sum(1)[None, :].expand(a.shape[0], -1), a, b.T, alpha=-2.0)
+    return d.add_((a * a).sum(1, keepdim=True)).clamp_min_(0.0).mul_(scale)
+
+
+def dpc_knn(features: torch.Tensor, num_clusters: int, k: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
+    """Density-peak clustering with k-nearest-neighbour density (DPC-kNN).
+
+    features: [m, D] tokens (any float dtype; distances in fp32, d = ||x_i - x_j|| / sqrt(D)).
+    Returns (centres [c] indices into features in descending gamma order, labels [m] in [0, c)).
+
+    rho_i = exp(-mean_{j in kNN(i)} d_ij^2) with kNN(i) excluding i; delta_i = distance to the
+    nearest denser token (ties in rho broken by index: a lower index counts as denser), or the
+    largest distance from i for the densest token; centres = top-c of rho * delta; every token
+    joins its nearest centre, and each centre its own cluster. Work is chunked over rows.
+    """
+    m = features.shape[0]
+    device = features.device
+    c = max(0, min(num_clusters, m))
+    if c == 0:
+        return torch.empty(0, dtype=torch.long, device=device), torch.full((m,), -1, dtype=torch.long, device=device)
+    if m == 1:
+        zero = torch.zeros(1, dtype=torch.long, device=device)
+        return zero, zero.clone()
+    x = features.float()
+    scale = 1.0 / x.shape[1]
+    k_eff = min(k, m - 1)
+    ar = torch.arange(m, device=device)
+    rows = _chunk_rows(m)
+
+    # Pass 1: kNN of every token (sorted, self excluded) -> density.
+    knn_d2 = torch.empty(m, k_eff, device=device)
+    knn_idx = torch.empty(m, k_eff, dtype=torch.long, device=device)
+    for s in range(0, m, rows):
+        d2 = _sq_dists(x[s : s + rows], x, scale)
+        r = torch.arange(d2.shape[0], device=device)
+        d2[r, ar[s : s + rows]] = math.inf
+        knn_d2[s : s + rows], knn_idx[s : s + rows] = torch.topk(d2, k_eff, dim=1, largest=False, sorted=True)
+    rho = torch.exp(-knn_d2.mean(dim=1))
+
+    def is_denser(j: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        # strict total order: higher rho, then lower index
+        return (rho[j] > rho[i]) | ((rho[j] == rho[i]) & (j < i))
+
+    # delta: if a denser token is among i's kNN, the first such is the nearest denser overall
+    # (anything closer would itself be a kNN). Only local density peaks need a full row.
+    denser_knn = is_denser(knn_idx, ar[:, None])
+    has = denser_knn.any(dim=1)
+    first = denser_knn.float().argmax(dim=1)
+    delta = knn_d2.gather(1, first[:, None]).squeeze(1)
+    peaks = torch.nonzero(~has).squeeze(1)
+    for s in range(0, peaks.numel(), rows):
+        p = peaks[s : s + rows]
+        d2 = _sq_dists(x[p], x, scale)
+        denser = is_denser(ar[None, :], p[:, None])
+        nearest = d2.masked_fill(~denser, math.inf).amin(dim=1)
+        delta[p] = torch.where(torch.isinf(nearest), d2.amax(dim=1), nearest)
+    delta = delta.sqrt()
+
+    gamma = rho * delta
+    centres = torch.sort(gamma, descending=True, stable=True).indices[:c]
+
+    labels = torch.empty(m, dtype=torch.long, device=device)
+    xc = x[centres]
+    for s in range(0, m, _chunk_rows(c)):
+        labels[s : s + _chunk_rows(c)] = _sq_dists(x[s : s + _chunk_rows(c)], xc, scale).argmin(dim=1)
+    labels[centres] = torch.arange(c, device=device)
+    return centres, labels
+
+
+def segment_mean(features: torch.Tensor, labels: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """Mean of the rows of features [m, D] per label in [0, num_segments) -> [num_segments, D].
+
+    Deterministic on every device (sorted cumulative sums in fp64 instead of atomic adds); every
+    segment must be non-empty. Result in features' dtype.
+    """
+    order = torch.sort(labels, stable=True).indices
+    counts = torch.bincount(labels, minlength=num_segments)
+    csum = torch.cumsum(features[order].double(), dim=0)
+    ends = torch.cumsum(counts, 0) - 1
+    totals = csum[ends]
+    totals = torch.cat([totals[:1], totals[1:] - totals[:-1]])
+    return (totals / counts[:, None].double()).to(features.dtype)
+
+
+@torch.no_grad()
+def compress_tokens(
+    features: torch.Tensor,
+    scores: torch.Tensor,
+    budget: int,
+    *,
+    tau: float = 0.7,
+    cluster_ratio: float = 0.3,
+    knn_k: int = 7,
+) -> Compressed:
+    """Compress a video's visual tokens to exactly ``budget`` tokens (stc stage 1).
+
+    features: [T, N, D] projected visual tokens (fp32 / fp16 / bf16, any device).
+    scores:   [T, N] contribution of every token (higher = more important).
+    budget:   B, 1 <= B <= T*N.
+    Returns a :class:`Compressed` with B tokens in original order.
+
+    Selection quota = B - round(cluster_ratio * B); the rest of the budget (and whatever unified
+    selection could not fill) goes to DPC-kNN clusters of the recycle pool.
+    """
+    if features.dim() != 3:
+        raise ValueError(f"features must be [T, N, D], got shape {tuple(features.shape)}")
+    t, n, dim = features.shape
+    total = t * n
+    if tuple(scores.shape) != (t, n):
+        raise ValueError(f"scores must be [T, N] = {[t, n]}, got shape {tuple(scores.shape)}")
+    if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= total:
+        raise ValueError(f"budget must be an integer in [1, {total}] (T*N), got {budget!r}")
+    device = features.device
+    flat = features.reshape(total, dim)
+    if budget == total:
+        ar = torch.arange(total, device=device)
+        return Compressed(flat.clone(), ar, ar.clone(), torch.ones(total, dtype=torch.bool, device=device))
+
+    quota = budget - int(math.floor(cluster_ratio * budget + 0.5))
+    order = torch.sort(scores.reshape(total).float(), descending=True, stable=True).indices
+    pool = unified_selection(_normalize(flat), order, quota, tau)
+
+    in_pool = torch.zeros(total, dtype=torch.bool, device=device)
+    in_pool[pool] = True
+    recycle = torch.nonzero(~in_pool).squeeze(1)  # ascending flat index
+    centres, labels = dpc_knn(flat[recycle], budget - pool.numel(), knn_k)
+    num_clusters = centres.numel()
+
+    # Output slots: the pooled tokens and the cluster centres, in original order.
+    source = torch.cat([pool, recycle[centres]])
+    selected = torch.cat(
+        [torch.ones(pool.numel(), dtype=torch.bool, device=device), torch.zeros(num_clusters, dtype=torch.bool, device=device)]
+    )
+    source, perm = torch.sort(source)
+    selected = selected[perm]
+    slot_of = torch.empty_like(perm)
+    slot_of[perm] = torch.arange(perm.numel(), device=device)  # position in `source` of pre-sort entry
+
+    assignment = torch.full((total,), -1, dtype=torch.long, device=device)
+    assignment[pool] = slot_of[: pool.numel()]
+    if num_clusters:
+        assignment[recycle] = slot_of[pool.numel() + labels]
+        refilled = segment_mean(flat[recycle], labels, num_clusters)
+    else:
+        refilled = flat.new_empty(0, dim)
+
+    tokens = torch.cat([flat[pool], refilled])[perm]
+    return Compressed(tokens=tokens, source=source, assignment=assignment, selected=selected)

@@ -1,0 +1,105 @@
+"""Configuration of a compression run.
+
+One dataclass names every knob of the method (shared/method.md); fields are validated on
+construction so a nonsense config fails loudly instead of producing wrong science. The config is
+immutable: runtime state never lives here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from numbers import Integral, Real
+
+
+def _check_real(name: str, value, lo: float, hi: float, *, lo_open: bool, hi_open: bool) -> float:
+    """Return ``value`` as float or raise ValueError naming the field and its allowed range."""
+    left, right = ("(" if lo_open else "["), (")" if hi_open else "]")
+    allowed = f"{left}{lo:g}, {hi:g}{right}"
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ValueError(f"{name} must be a number in {allowed}, got {value!r}")
+    value = float(value)
+    bad = (
+        math.isnan(value)
+        or value < lo
+        or value > hi
+        or (lo_open and value == lo)
+        or (hi_open and value == hi)
+    )
+    if bad:
+        raise ValueError(f"{name} must be in {allowed}, got {value!r}")
+    return value
+
+
+def _check_int(name: str, value, lo: int, hi: float = math.inf) -> int:
+    allowed = f"[{lo}, {'inf' if hi == math.inf else int(hi)}]"
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise ValueError(f"{name} must be an integer in {allowed}, got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in {allowed}, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class STCConfig:
+    """Hyper-parameters of stc (defaults are the paper's; see shared/method.md).
+
+    Stage 1 (before the LLM):
+        retention: fraction of visual tokens that enter the LLM, 0 < r <= 1 (budget
+            B = round(r * T * N), at least 1).
+        tau: cosine threshold of unified selection; a candidate joins the retention pool only
+            if its similarity to every pooled token is below tau. In (0, 1].
+        cluster_ratio: share of the budget given to refilled DPC-kNN clusters, in [0, 1).
+        knn_k: neighbours in the DPC-kNN local density, >= 1.
+    Stage 2 (inside the LLM, during prefill):
+        inner_layer: decoder layer K at whose input visual tokens are merged; None = the depth
+            rule round(18/28 * num_layers). >= 0.
+        inner_keep: fraction R of the visual tokens kept at layer K, 0 < R <= 1; 1.0 turns
+            stage 2 off.
+        text_weight: lambda, weight of the hidden-state similarity against the attention term,
+            in [0, 1].
+    """
+
+    retention: float
+    # stage 1
+    tau: float = 0.7
+    cluster_ratio: float = 0.3
+    knn_k: int = 7
+    # stage 2
+    inner_layer: int | None = None
+    inner_keep: float = 0.5
+    text_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        checked = {
+            "retention": _check_real("retention", self.retention, 0.0, 1.0, lo_open=True, hi_open=False),
+            "tau": _check_real("tau", self.tau, 0.0, 1.0, lo_open=True, hi_open=False),
+            "cluster_ratio": _check_real(
+                "cluster_ratio", self.cluster_ratio, 0.0, 1.0, lo_open=False, hi_open=True
+            ),
+            "knn_k": _check_int("knn_k", self.knn_k, 1),
+            "inner_keep": _check_real("inner_keep", self.inner_keep, 0.0, 1.0, lo_open=True, hi_open=False),
+            "text_weight": _check_real(
+                "text_weight", self.text_weight, 0.0, 1.0, lo_open=False, hi_open=False
+            ),
+        }
+        if self.inner_layer is not None:
+            checked["inner_layer"] = _check_int("inner_layer", self.inner_layer, 0)
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    def budget(self, total_tokens: int) -> int:
+        """Stage-1 budget B = round(retention * total_tokens), clamped to [1, total_tokens]."""
+        return budget_for(self.retention, total_tokens)
+
+    def replace(self, **changes) -> "STCConfig":
+        """A copy with ``changes`` applied (and validated)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def budget_for(retention: float, total_tokens: int) -> int:
+    """round(retention * total_tokens) (half up), clamped to [1, total_tokens]."""
+    return max(1, min(total_tokens, int(math.floor(retention * total_tokens + 0.5))))

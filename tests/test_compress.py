@@ -1,0 +1,263 @@
+"""Contract and planted-structure tests of stage 1 (stc.compress_tokens)."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import stc
+from stc.compress import dpc_knn
+
+
+def _video(t, n, d, seed, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(t, n, d, generator=g).to(dtype), torch.rand(t, n, generator=g)
+
+
+def _check_contract(features, scores, budget, out):
+    t, n, d = features.shape
+    flat = features.reshape(t * n, d)
+    assert out.tokens.shape == (budget, d)
+    assert out.tokens.dtype == features.dtype
+    assert out.source.shape == (budget,) and out.selected.shape == (budget,)
+    assert out.assignment.shape == (t * n,)
+    assert bool((out.source[1:] > out.source[:-1]).all()), "source must be strictly increasing"
+    assert 0 <= int(out.source.min()) and int(out.source.max()) < t * n
+    a = out.assignment
+    assert bool(((a >= -1) & (a < budget)).all())
+    if bool((a == -1).any()):
+        assert bool(out.selected.all()), "-1 is allowed only when the budget leaves no cluster"
+    # every output slot represents at least its own source position
+    assert torch.equal(a[out.source], torch.arange(budget))
+    for slot in range(budget):
+        members = torch.nonzero(a == slot).squeeze(1)
+        if out.selected[slot]:
+            assert members.tolist() == [int(out.source[slot])]
+            assert torch.equal(out.tokens[slot], flat[out.source[slot]])
+        else:
+            mean = flat[members].double().mean(0)
+            torch.testing.assert_close(out.tokens[slot].double(), mean.to(features.dtype).double())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    t=st.integers(1, 5),
+    n=st.integers(1, 12),
+    d=st.integers(2, 8),
+    seed=st.integers(0, 2**16),
+    frac=st.floats(0.0, 1.0),
+    tau=st.floats(0.05, 1.0),
+    cluster_ratio=st.floats(0.0, 0.95),
+    k=st.integers(1, 9),
+)
+def test_contract_holds_for_any_budget(t, n, d, seed, frac, tau, cluster_ratio, k):
+    features, scores = _video(t, n, d, seed)
+    budget = 1 + int(frac * (t * n - 1))
+    out = stc.compress_tokens(features, scores, budget, tau=tau, cluster_ratio=cluster_ratio, knn_k=k)
+    _check_contract(features, scores, budget, out)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), dup=st.integers(1, 6))
+def test_contract_with_duplicate_tokens_and_tied_scores(seed, dup):
+    # Exact duplicates and tied scores stress the tie-breaking paths.
+    base, _ = _video(2, 3, 4, seed)
+    features = base.repeat(dup, 1, 1)
+    scores = torch.ones(features.shape[:2])
+    for budget in range(1, features.shape[0] * features.shape[1] + 1):
+        out = stc.compress_tokens(features, scores, budget)
+        _check_contract(features, scores, budget, out)
+
+
+def test_full_budget_is_identity():
+    features, scores = _video(4, 9, 16, 0)
+    out = stc.compress_tokens(features, scores, 36)
+    assert torch.equal(out.tokens, features.reshape(36, 16))
+    assert torch.equal(out.source, torch.arange(36))
+    assert torch.equal(out.assignment, torch.arange(36))
+    assert bool(out.selected.all())
+
+
+def test_repeated_calls_are_bit_identical():
+    features, scores = _video(8, 49, 32, 1)
+    a = stc.compress_tokens(features, scores, 20)
+    b = stc.compress_tokens(features.clone(), scores.clone(), 20)
+    for name in ("tokens", "source", "assignment", "selected"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_half_precision_inputs(dtype):
+    features, scores = _video(4, 25, 16, 2, dtype)
+    out = stc.compress_tokens(features, scores.to(dtype), 10)
+    _check_contract(features, scores, 10, out)
+    # similarities are computed in fp32: the decision matches the fp32 run on the same values
+    ref = stc.compress_tokens(features.float(), scores.to(dtype).float(), 10)
+    assert torch.equal(out.source, ref.source) and torch.equal(out.assignment, ref.assignment)
+
+
+def test_selected_tokens_are_mutually_dissimilar_and_best_token_is_selected():
+    features, scores = _video(6, 36, 8, 3)
+    # plant near-duplicates so the threshold matters
+    features[1] = features[0] + 0.01 * torch.randn(36, 8)
+    for tau in (0.3, 0.7, 0.9):
+        out = stc.compress_tokens(features, scores, 60, tau=tau, cluster_ratio=0.3)
+        sel = out.tokens[out.selected].float()
+        unit = torch.nn.functional.normalize(sel, dim=-1)
+        cos = unit @ unit.T
+        cos.fill_diagonal_(-1)
+        assert float(cos.max()) < tau
+        best = int(scores.reshape(-1).argmax())
+        assert best in out.source[out.selected].tolist()
+
+
+def test_duplicate_frames_give_budget_to_distinct_frames():
+    # 16 frames: all copies of one frame except frames 5 and 11, which are distinct.
+    g = torch.Generator().manual_seed(4)
+    t, n, d = 16, 49, 32
+    base = torch.randn(n, d, generator=g)
+    features = base.repeat(t, 1, 1) + 0.001 * torch.randn(t, n, d, generator=g)
+    features[5] = torch.randn(n, d, generator=g)
+    features[11] = torch.randn(n, d, generator=g)
+    # a token's contribution follows its content: copies of a token score alike
+    scores = torch.rand(n, generator=g).repeat(t, 1) + 0.001 * torch.rand(t, n, generator=g)
+    scores[5] = torch.rand(n, generator=g)
+    scores[11] = torch.rand(n, generator=g)
+    budget = 64
+    out = stc.compress_tokens(features, scores, budget)
+    per_frame = torch.bincount(out.source // n, minlength=t)
+    assert int(per_frame.sum()) == budget
+    equal_split = budget / t
+    assert per_frame[5] > equal_split and per_frame[11] > equal_split
+    # ... and frames may end with zero tokens: that is the point
+    assert int((per_frame == 0).sum()) > 0
+
+
+def test_dpc_knn_recovers_planted_blobs():
+    g = torch.Generator().manual_seed(5)
+    d, per, k = 16, 30, 4
+    centres = torch.eye(d)[:k] * 20
+    points = torch.cat([c + 0.3 * torch.randn(per, d, generator=g) for c in centres])
+    perm = torch.randperm(per * k, generator=g)
+    points, truth = points[perm], (torch.arange(per * k) // per)[perm]
+    found_centres, labels = dpc_knn(points, k, k=7)
+    assert found_centres.numel() == k
+    # one centre per blob, and the partition equals the planted one
+    assert sorted(truth[found_centres].tolist()) == list(range(k))
+    for cluster in range(k):
+        members = truth[labels == cluster]
+        assert members.numel() == per and bool((members == members[0]).all())
+
+
+def test_refilled_clusters_absorb_the_rest_when_selection_runs_dry():
+    # All tokens identical: unified selection can keep one, the clusters take the remainder.
+    features = torch.ones(3, 4, 8)
+    scores = torch.rand(3, 4)
+    out = stc.compress_tokens(features, scores, 5, cluster_ratio=0.0)
+    assert out.tokens.shape[0] == 5
+    assert int(out.selected.sum()) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(budget=0), "budget"),
+        (dict(budget=13), "budget"),
+        (dict(budget=2.5), "budget"),
+    ],
+)
+def test_bad_budget_is_rejected(kwargs, match):
+    features, scores = _video(3, 4, 8, 0)
+    with pytest.raises(ValueError, match=match):
+        stc.compress_tokens(features, scores, **kwargs)
+
+
+def test_bad_shapes_are_rejected():
+    features, scores = _video(3, 4, 8, 0)
+    with pytest.raises(ValueError, match="features"):
+        stc.compress_tokens(features[0], scores, 2)
+    with pytest.raises(ValueError, match="scores"):
+        stc.compress_tokens(features, scores[:2], 2)
+
+
+_SCALE_SCRIPT = """
+import json, resource, time, torch, stc
+torch.manual_seed(0)
+f = torch.randn(128, 196, 896)
+s = torch.rand(128, 196)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = stc.compress_tokens(f, s, round(0.02 * 128 * 196))
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"budget": out.tokens.shape[0], "peak_growth_mib": (after - before) / 1024}))
+"""
+
+
+def test_scale_128_frames_memory_is_chunked():
+    """25,088 tokens at 2%: a dense fp32 distance matrix alone would be 2.4 GiB."""
+    res = subprocess.run([sys.executable, "-c", _SCALE_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    assert report["budget"] == 502
+    dense_mib = 25088**2 * 4 / 2**20
+    assert report["peak_growth_mib"] < dense_mib / 4, report
+    assert math.isfinite(report["peak_growth_mib"])
+
+
+def _reference_selection(unit, order, quota, tau):
+    """The method's sequential rule, written as plainly as possible."""
+    pool = []
+    for c in order.tolist():
+        if len(pool) == quota:
+            break
+        if all(float(unit[c] @ unit[p]) < tau for p in pool):
+            pool.append(c)
+    return pool
+
+
+def _reference_dpc(x, c, k):
+    """Dense DPC-kNN exactly as shared/method.md states it (index tie-break)."""
+    m, dim = x.shape
+    d = torch.cdist(x.double(), x.double()) / math.sqrt(dim)
+    rho = []
+    for i in range(m):
+        others = torch.cat([d[i, :i], d[i, i + 1 :]])
+        rho.append(float(torch.exp(-(others.sort().values[:k] ** 2).mean())))
+    delta = []
+    for i in range(m):
+        denser = [j for j in range(m) if rho[j] > rho[i] or (rho[j] == rho[i] and j < i)]
+        delta.append(float(d[i, denser].min()) if denser else float(d[i].max()))
+    gamma = torch.tensor(rho) * torch.tensor(delta)
+    centres = torch.sort(gamma, descending=True, stable=True).indices[:c]
+    labels = d[:, centres].argmin(dim=1)
+    labels[centres] = torch.arange(c)
+    return centres, labels
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**16), m=st.integers(2, 700), tau=st.floats(0.1, 0.95))
+def test_blocked_selection_equals_sequential_rule(seed, m, tau):
+    g = torch.Generator().manual_seed(seed)
+    unit = torch.nn.functional.normalize(torch.randn(m, 3, generator=g), dim=-1)  # dense conflicts
+    order = torch.randperm(m, generator=g)
+    quota = int(torch.randint(1, m + 1, (1,), generator=g))
+    got = stc.unified_selection(unit, order, quota, tau).tolist()
+    assert got == _reference_selection(unit, order, quota, tau)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**16), m=st.integers(3, 60), k=st.integers(2, 9))
+def test_dpc_knn_equals_dense_reference(seed, m, k):
+    # k >= 2: with k = 1 every mutual-nearest pair ties exactly in rho, and fp32 vs fp64
+    # rounding (not the method) would decide the tie.
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(m, 5, generator=g)
+    c = int(torch.randint(1, m + 1, (1,), generator=g))
+    centres, labels = dpc_knn(x, c, k)
+    ref_centres, ref_labels = _reference_dpc(x, c, min(k, m - 1))
+    assert centres.tolist() == ref_centres.tolist()
+    assert labels.tolist() == ref_labels.tolist()
