@@ -1,0 +1,63 @@
+"""Attention weights recomputed from a layer's q/k, for the rows and columns the method needs.
+
+The models run on sdpa / flash attention, which never materialise attention weights. stc needs
+two small pieces of them (the attention each encoder token receives, and the question's
+attention to the visual tokens at decoder layer K); hooks hand these functions the layer's
+normed input, and they recompute exactly what eager attention would for those rows only.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding as transformers' Qwen2 / Qwen2.5-VL text layers apply it.
+
+    x: [B, H, L, dh]; cos, sin: [B, L, dh] (already recomposed for mRoPE).
+    """
+    return x * cos[:, None] + rotate_half(x) * sin[:, None]
+
+
+def _expand_kv(k: torch.Tensor, heads: int) -> torch.Tensor:
+    """[B, Hkv, L, dh] -> [B, heads, L, dh] (grouped-query attention)."""
+    return k.repeat_interleave(heads // k.shape[1], dim=1) if k.shape[1] != heads else k
+
+
+@torch.no_grad()
+def attention_received(q: torch.Tensor, k: torch.Tensor, scale: float, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean attention each token receives (over heads and query tokens), non-causal.
+
+    q: [B, H, L, dh]; k: [B, Hkv, L, dh]; mask: optional additive [B, 1, L, L].
+    Returns [B, L] fp32. Computed one image at a time to bound memory at H x L x L.
+    """
+    k = _expand_kv(k, q.shape[1])
+    out = []
+    for b in range(q.shape[0]):
+        logits = (q[b].float() @ k[b].float().transpose(-1, -2)) * scale  # [H, L, L]
+        if mask is not None:
+            logits = logits + mask[b].float()
+        out.append(logits.softmax(dim=-1).mean(dim=(0, 1)))
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def causal_attention_rows(
+    q_rows: torch.Tensor, k: torch.Tensor, row_positions: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """Causal attention probabilities of selected query rows over all keys.
+
+    q_rows: [H, R, dh] queries of the rows (rope applied); k: [Hkv, L, dh] keys (rope applied);
+    row_positions: [R] sequence index of each row (row r sees keys 0..row_positions[r]).
+    Returns [H, R, L] fp32, each row summing to 1 over its visible keys.
+    """
+    k = _expand_kv(k[None], q_rows.shape[0])[0]
+    logits = (q_rows.float() @ k.float().transpose(-1, -2)) * scale
+    keys = torch.arange(k.shape[1], device=k.device)
+    logits = logits.masked_fill(keys[None, None, :] > row_positions[None, :, None], float("-inf"))
+    return logits.softmax(dim=-1)

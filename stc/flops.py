@@ -1,0 +1,169 @@
+"""LLM FLOPs of a Video-LLM answer, by the paper's convention.
+
+The paper reports cost as the FLOPs of the language model only (the vision encoder and the
+compressor are left out), with visual tokens as the sequence length. Per decoder layer over n
+tokens
+
+    C(n) = 4 n d^2 + 2 n^2 d + 2 n d m        (d hidden size, m FFN intermediate size)
+
+(q/k/v/o projections, attention scores and weighted sum, FFN), prefill is the sum of C over
+layers, and decoding R tokens adds per layer
+
+    R * [(4 d^2 + 2 d m) + 2 (d n + d (R + 1) / 2)]
+
+(projections and FFN of one token, attention over the n cached tokens plus the R generated
+ones on average). Stage 2 and FastV-like pruning shorten the sequence from layer K on, which
+is what `inner_layer` / `inner_keep` express. With this module the paper's table for
+LLaVA-OneVision-7B, 32 x 196 tokens, comes out as 41.4 T (vanilla), 1.1 T (2%/1%),
+1.2 T (2% without stage 2), 5.5 T (FastV at K=3 keeping 2%).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+__all__ = ["ARCHITECTURES", "LLMDims", "default_inner_layer", "flops", "llm_dims"]
+
+
+@dataclass(frozen=True)
+class LLMDims:
+    """The three sizes the FLOPs convention needs from a decoder-only LLM."""
+
+    hidden_size: int  # d
+    intermediate_size: int  # m
+    num_hidden_layers: int  # L
+
+
+_QWEN2_7B = LLMDims(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28)
+
+# Text-model sizes of known checkpoints, from their config.json (offline: the hub is not needed
+# to count FLOPs). The tiny-random ids are added lazily from stc.models.tiny's configs.
+ARCHITECTURES: dict[str, LLMDims] = {
+    # LLaVA-OneVision and LLaVA-Video: Qwen2 LLMs.
+    "llava-hf/llava-onevision-qwen2-0.5b-ov-hf": LLMDims(896, 4864, 24),
+    "llava-hf/llava-onevision-qwen2-7b-ov-hf": _QWEN2_7B,
+    "llava-hf/llava-onevision-qwen2-72b-ov-hf": LLMDims(8192, 29568, 80),
+    "llava-hf/LLaVA-Video-7B-Qwen2-hf": _QWEN2_7B,
+    # Qwen2-VL / Qwen2.5-VL.
+    "Qwen/Qwen2-VL-2B-Instruct": LLMDims(1536, 8960, 28),
+    "Qwen/Qwen2-VL-7B-Instruct": _QWEN2_7B,
+    "Qwen/Qwen2.5-VL-3B-Instruct": LLMDims(2048, 11008, 36),
+    "Qwen/Qwen2.5-VL-7B-Instruct": _QWEN2_7B,
+    "Qwen/Qwen2.5-VL-72B-Instruct": LLMDims(8192, 29568, 80),
+}
+
+
+def _tiny_dims() -> dict[str, LLMDims]:
+    # Imported lazily: stc.models.tiny pulls in the transformers model classes.
+    from stc.models.tiny import TINY_IDS, tiny_config
+
+    return {name: _dims_from_config(tiny_config(name)) for name in TINY_IDS}
+
+
+def _known_ids() -> list[str]:
+    from stc.models.tiny import TINY_IDS
+
+    return sorted(ARCHITECTURES) + list(TINY_IDS)
+
+
+def _dims_from_config(config) -> LLMDims:
+    # Multimodal configs nest the LLM's config (text_config); get_text_config() finds it and
+    # returns the config itself for a plain LLM config.
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    text = getattr(text, "text_config", None) or text
+    try:
+        return LLMDims(int(text.hidden_size), int(text.intermediate_size), int(text.num_hidden_layers))
+    except AttributeError as err:
+        raise ValueError(
+            f"{type(config).__name__} has no hidden_size / intermediate_size / num_hidden_layers "
+            "in its text config"
+        ) from err
+
+
+def llm_dims(model) -> LLMDims:
+    """The LLM sizes (d, m, L) of `model`.
+
+    `model` may be an `LLMDims`; a checkpoint id known to `ARCHITECTURES` or a tiny-random id;
+    a transformers config (multimodal or text-only); or anything with a `.config` (a loaded
+    model, an stc wrapper).
+    """
+    if isinstance(model, LLMDims):
+        return model
+    if isinstance(model, str):
+        if model in ARCHITECTURES:
+            return ARCHITECTURES[model]
+        if model.startswith("tiny-random/"):
+            tiny = _tiny_dims()
+            if model in tiny:
+                return tiny[model]
+        raise ValueError(f"unknown model id {model!r}; known ids: {', '.join(_known_ids())}")
+    if hasattr(model, "hidden_size") or hasattr(model, "get_text_config") or hasattr(model, "text_config"):
+        return _dims_from_config(model)
+    if hasattr(model, "config"):
+        return llm_dims(model.config)
+    raise ValueError(
+        f"cannot read LLM sizes from a {type(model).__name__}; pass a model id, a config, or an "
+        "object with .config"
+    )
+
+
+def default_inner_layer(num_layers: int) -> int:
+    """Stage 2's layer K for an LLM of `num_layers` layers: 18 of 28, scaled (method.md)."""
+    return round(18 / 28 * num_layers)
+
+
+def _check_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def flops(
+    model,
+    visual_tokens: int,
+    *,
+    inner_layer: int | None = None,
+    inner_keep: float = 1.0,
+    text_tokens: int = 0,
+    decode_tokens: int = 100,
+) -> float:
+    """LLM FLOPs of prefill plus decoding `decode_tokens` tokens, by the paper's convention.
+
+    Args:
+        model: id, config, model or wrapper (see `llm_dims`).
+        visual_tokens: visual tokens entering the LLM (after any stage-1 compression).
+        inner_layer: K; layers >= K see only round(inner_keep * visual_tokens) visual tokens
+            (half up; stage 2 / FastV). None means no pruning inside the LLM.
+        inner_keep: fraction of visual tokens kept from layer K on, in (0, 1].
+        text_tokens: text tokens added to n in every layer (the paper's table uses 0).
+        decode_tokens: R, generated tokens.
+    Returns:
+        FLOPs as a float (divide by 1e12 for the paper's "T").
+    """
+    dims = llm_dims(model)
+    d, m, num_layers = dims.hidden_size, dims.intermediate_size, dims.num_hidden_layers
+    visual = _check_int("visual_tokens", visual_tokens, 0)
+    text = _check_int("text_tokens", text_tokens, 0)
+    decode = _check_int("decode_tokens", decode_tokens, 0)
+    if isinstance(inner_keep, bool) or not isinstance(inner_keep, numbers.Real) or not 0 < inner_keep <= 1:
+        raise ValueError(f"inner_keep must be a number in (0, 1], got {inner_keep!r}")
+    if inner_layer is not None:
+        inner_layer = _check_int("inner_layer", inner_layer, 0)
+        if inner_layer > num_layers:
+            raise ValueError(f"inner_layer must be <= num_hidden_layers ({num_layers}), got {inner_layer}")
+
+    full = visual + text
+    pruned = full
+    if inner_layer is not None and inner_keep < 1.0:
+        # Half-up rounding, as stc.config rounds budgets (125 * 0.5 -> 63).
+        pruned = math.floor(inner_keep * visual + 0.5) + text
+
+    total = 0.0
+    for layer in range(num_layers):
+        n = pruned if inner_layer is not None and layer >= inner_layer else full
+        prefill = 4 * n * d**2 + 2 * n**2 * d + 2 * n * d * m
+        decoding = decode * ((4 * d**2 + 2 * d * m) + 2 * (d * n + d * (decode + 1) / 2))
+        total += prefill + decoding
+    return float(total)

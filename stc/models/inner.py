@@ -1,0 +1,162 @@
+"""Shortening the visual span inside the LLM at decoder layer K (stc stage 2, FastV, HoliTom).
+
+A reversible, per-instance patch made of forward pre-hooks on the decoder layers; no forward is
+copied. During prefill the hook on layer K recomputes, from that layer's q/k, the attention of
+the prompt's text rows to the visual tokens, asks a strategy which visual tokens to keep (and
+what they become), and hands layer K a shorter sequence. Because the decoder computed rotary
+cos/sin and the mask once at full length, every layer >= K gets them sliced with the same index,
+so kept tokens keep their original positions. Layers >= K then cache fewer keys and values,
+which is what makes decoding cheaper too. Decoding steps pass through untouched (the mask, when
+the attention backend needs one, loses the pruned key columns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..attention import apply_rope, causal_attention_rows
+from ..merge import Merged
+
+
+@dataclass(frozen=True)
+class InnerContext:
+    """What a layer-K strategy sees (batch of one prompt).
+
+    visual:    [Nv, D] hidden states of the visual tokens at the input of layer K.
+    text:      [Nt, D] hidden states of the text rows (prompt tokens after the video).
+    text_attn: [Nt, Nv] attention of the text rows to the visual tokens, heads averaged.
+    last_attn: [Nv] attention of the last prompt token to the visual tokens, heads averaged.
+    keep_count: how many visual tokens the strategy must keep.
+    """
+
+    visual: torch.Tensor
+    text: torch.Tensor
+    text_attn: torch.Tensor
+    last_attn: torch.Tensor
+    keep_count: int
+
+
+Strategy = Callable[[InnerContext], Merged]
+
+
+@dataclass(frozen=True)
+class InnerPlan:
+    """Where and how much to shorten: layer K, the visual span [start, end) of the prompt,
+    the first text row, the prompt length, and the number of visual tokens to keep."""
+
+    layer: int
+    visual_start: int
+    visual_end: int
+    text_start: int
+    prompt_len: int
+    keep_count: int
+    strategy: Strategy
+
+
+class InnerPruning:
+    """Context manager installing the layer-K hooks on ``layers`` (a decoder's ModuleList).
+
+    After the prefill, ``merged`` holds the strategy's result (keep_index and assignment are
+    relative to the visual span) and ``keep`` the kept prompt positions.
+    """
+
+    def __init__(self, layers: nn.ModuleList, plan: InnerPlan):
+        if not 0 <= plan.layer < len(layers):
+            raise ValueError(f"inner_layer must be in [0, {len(layers) - 1}] for this model, got {plan.layer}")
+        self.layers = layers
+        self.plan = plan
+        self.keep: torch.Tensor | None = None
+        self.merged: Merged | None = None
+        self._handles: list = []
+
+    def __enter__(self) -> "InnerPruning":
+        k = self.plan.layer
+        self._handles.append(self.layers[k].register_forward_pre_hook(self._prune, with_kwargs=True))
+        for layer in self.layers[k + 1 :]:
+            self._handles.append(layer.register_forward_pre_hook(self._follow, with_kwargs=True))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    # -- hooks -------------------------------------------------------------------------------
+    @staticmethod
+    def _hidden(args, kwargs) -> torch.Tensor:
+        return args[0] if args else kwargs["hidden_states"]
+
+    def _prune(self, layer: nn.Module, args, kwargs):
+        hidden = self._hidden(args, kwargs)
+        p = self.plan
+        if self.keep is not None or hidden.shape[1] != p.prompt_len:
+            return self._follow(layer, args, kwargs)  # a decoding step
+        if hidden.shape[0] != 1:
+            raise ValueError("stc compresses one video prompt at a time (batch size 1)")
+        attn = layer.self_attn
+        normed = layer.input_layernorm(hidden)
+        cos, sin = kwargs["position_embeddings"]
+        rows = torch.arange(p.text_start, p.prompt_len, device=hidden.device)
+        heads = attn.config.num_attention_heads
+        q = attn.q_proj(normed[:, rows]).view(1, rows.numel(), heads, attn.head_dim).transpose(1, 2)
+        q = apply_rope(q, cos[:, rows], sin[:, rows])
+        k = attn.k_proj(normed).view(1, p.prompt_len, -1, attn.head_dim).transpose(1, 2)
+        k = apply_rope(k, cos, sin)
+        probs = causal_attention_rows(q[0], k[0], rows, attn.scaling).mean(dim=0)  # [Nt, L]
+        visual_cols = probs[:, p.visual_start : p.visual_end]
+        ctx = InnerContext(
+            visual=hidden[0, p.visual_start : p.visual_end],
+            text=hidden[0, p.text_start :],
+            text_attn=visual_cols,
+            last_attn=visual_cols[-1],
+            keep_count=p.keep_count,
+        )
+        merged = p.strategy(ctx)
+        device = hidden.device
+        keep = torch.cat(
+            [
+                torch.arange(p.visual_start, device=device),
+                p.visual_start + merged.keep_index,
+                torch.arange(p.visual_end, p.prompt_len, device=device),
+            ]
+        )
+        new_hidden = hidden[:, keep].clone()
+        new_hidden[0, p.visual_start : p.visual_start + merged.keep_index.numel()] = merged.tokens.to(hidden.dtype)
+        self.keep, self.merged = keep, merged
+        return self._sliced(args, kwargs, new_hidden)
+
+    def _follow(self, layer: nn.Module, args, kwargs):
+        if self.keep is None:
+            return None
+        return self._sliced(args, kwargs, self._hidden(args, kwargs))
+
+    def _sliced(self, args, kwargs, hidden: torch.Tensor):
+        """Index everything that was computed at full prompt length with ``self.keep``."""
+        full = self.plan.prompt_len
+        keep = self.keep
+        kwargs = dict(kwargs)
+        cos, sin = kwargs["position_embeddings"]
+        prefill = cos.shape[-2] == full
+        if prefill:
+            kwargs["position_embeddings"] = (cos[:, keep], sin[:, keep])
+            pos = kwargs.get("position_ids")
+            if isinstance(pos, torch.Tensor) and pos.shape[-1] == full:
+                kwargs["position_ids"] = pos[..., keep]
+        mask = kwargs.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and mask.dim() == 4:
+            cols = torch.cat([keep, torch.arange(full, mask.shape[-1], device=keep.device)])
+            mask = mask[..., cols]
+            if prefill and mask.shape[-2] == full:
+                mask = mask[..., keep, :]
+            kwargs["attention_mask"] = mask
+        if args:
+            return (hidden, *args[1:]), kwargs
+        kwargs["hidden_states"] = hidden
+        return args, kwargs

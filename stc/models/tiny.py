@@ -1,0 +1,749 @@
+"""Tiny random-weight Video-LLMs of the real architectures, built offline.
+
+Tests and the CPU demo need a model that exercises exactly the code paths of
+LLaVA-OneVision and Qwen2.5-VL — the same token geometry (196 tokens per frame plus one
+`image_newline`; 2x2-merged temporal patches with window attention), the same placeholder
+expansion in the processors, the same `generate()` — but that builds in a second without
+the Hugging Face hub. So the configs here copy the real checkpoints' non-size values (token
+ids, rope theta, feature layer, patch/merge/window sizes) and shrink only widths and depths;
+the tokenizer is a byte-level BPE trained in memory on a built-in corpus and carries the real
+special tokens; the processors are the real transformers classes.
+
+One gap is filled here: in transformers 5.x every video processor derives from
+`BaseVideoProcessor`, which requires torchvision, and PyPI's torchvision does not import beside
+this torch. `video_processor(kind)` therefore returns the real class when torchvision works and
+otherwise a pure-torch stand-in (`TorchLlavaOnevisionVideoProcessor`,
+`TorchQwen2VLVideoProcessor`) that reproduces the real class's outputs (shapes, grids,
+normalisation; resizing differs from torchvision's only by interpolation rounding).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from contextlib import contextmanager
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import (
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+    LlavaOnevisionProcessor,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLProcessor,
+    Qwen2Tokenizer,
+)
+from transformers.image_processing_utils import BatchFeature
+from transformers.image_utils import (
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    ChannelDimension,
+    PILImageResampling,
+    SizeDict,
+    infer_channel_dimension_format,
+)
+
+# The PIL module of Qwen2-VL's image processor holds the same smart_resize as the video
+# processor's module, without importing torchvision.
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+from transformers.processing_utils import ProcessorMixin, VideosKwargs
+from transformers.utils import is_torchvision_available
+from transformers.video_processing_utils import VideoProcessorMixin
+from transformers.video_utils import is_valid_video, make_batched_metadata, make_batched_videos
+
+__all__ = [
+    "TINY_IDS",
+    "TINY_LLAVA_ONEVISION",
+    "TINY_QWEN2_5_VL",
+    "TorchLlavaOnevisionVideoProcessor",
+    "TorchQwen2VLVideoProcessor",
+    "accepting_torch_video_processors",
+    "build_tiny",
+    "tiny_config",
+    "tiny_processor",
+    "tiny_tokenizer",
+    "video_processor",
+]
+
+TINY_LLAVA_ONEVISION = "tiny-random/llava-onevision"
+TINY_QWEN2_5_VL = "tiny-random/qwen2.5-vl"
+TINY_IDS = (TINY_LLAVA_ONEVISION, TINY_QWEN2_5_VL)
+
+# --------------------------------------------------------------------------------------------
+# Tokenizer: byte-level BPE with Qwen2's pre-tokenizer, trained in memory.
+# --------------------------------------------------------------------------------------------
+
+# Enough varied English for a few hundred merges; the exact text only fixes the vocabulary.
+_CORPUS = """\
+What is happening in this video? Describe the video in detail.
+A man is riding a bicycle down a busy street while cars pass by on the left.
+The woman picks up a red cup from the kitchen table and drinks from it.
+Two children are playing football in the park on a sunny afternoon.
+Which of the following best describes the main activity shown in the clip?
+Answer with the option's letter from the given choices directly.
+The camera pans slowly from the mountains to the lake and then to the forest.
+How many people appear in the video, and what are they wearing?
+At the beginning of the video a dog runs across the yard; at the end it sleeps.
+The person opens the door, walks into the room, and turns on the light.
+Please watch the video carefully and answer the question that follows.
+Why does the cat jump onto the shelf after the ball falls to the floor?
+The chef cuts the vegetables, heats the pan, and adds oil before cooking.
+First the car stops at the red light, then it turns right at the corner.
+What color is the shirt of the man standing next to the blue truck?
+The weather changes from clear sky to heavy rain during the second half.
+She is reading a book on the train while music plays in the background.
+The players celebrate after scoring a goal in the final minute of the match.
+Is the object moving toward the camera or away from it? Explain your answer.
+The hand places the small green block on top of the large yellow block.
+A bird lands on the branch, looks around, and flies away over the river.
+The video shows a tutorial about how to assemble a wooden chair at home.
+Summarize the events of the video in three short sentences.
+Where does this scene most likely take place: a school, a hospital, or a market?
+The speaker points at the screen and explains the chart to the audience.
+Counting from one to ten: 1 2 3 4 5 6 7 8 9 10. The year was 2024.
+Options: (A) walking (B) running (C) swimming (D) sitting. The answer is (B).
+"""
+
+# Qwen2's pre-tokenization regex (as in transformers' Qwen2Tokenizer), so text splits the way
+# the real tokenizer splits it.
+_PRETOKENIZE_REGEX = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+_BPE_VOCAB_SIZE = 1024
+
+# Special tokens in the real checkpoints' id order (both start at Qwen2's <|endoftext|>,
+# 151643 in the real vocabulary); here they follow the trained BPE vocabulary.
+_LLAVA_OV_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>")
+_QWEN_VL_SPECIALS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+
+# Chat templates equivalent to the checkpoints' own.
+# llava-hf/llava-onevision-qwen2-*-ov-hf: media first, then text, "\n"-separated ChatML.
+_LLAVA_OV_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}{{ '<video>\n' }}{% endfor %}"
+    "{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] }}{% endfor %}"
+    "{% else %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ content['text'] }}{% endgeneration %}{% endfor %}"
+    "{% endif %}"
+    "{% endif %}"
+    "{{ '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+# Qwen/Qwen2.5-VL-*-Instruct: default system prompt, media in content order.
+_QWEN_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}"
+    "{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}"
+    "{% endif %}"
+    "{% endfor %}<|im_end|>\n"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@lru_cache(maxsize=1)
+def _bpe() -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
+    """Train the byte-level BPE once per process: (vocab, merges), deterministic."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=_BPE_VOCAB_SIZE,
+        min_frequency=1,
+        show_progress=False,
+        # All 256 byte symbols, so any text (any language, emoji) stays encodable.
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=[],
+    )
+    tok.train_from_iterator(_CORPUS.splitlines(), trainer)
+    model = json.loads(tok.to_str())["model"]
+    return dict(model["vocab"]), tuple(tuple(m) for m in model["merges"])
+
+
+def _specials(name: str) -> tuple[str, ...]:
+    return {TINY_LLAVA_ONEVISION: _LLAVA_OV_SPECIALS, TINY_QWEN2_5_VL: _QWEN_VL_SPECIALS}[_check_name(name)]
+
+
+def _special_ids(name: str) -> dict[str, int]:
+    """Ids of the special tokens: appended after the BPE vocabulary, in the real order."""
+    base = len(_bpe()[0])
+    return {token: base + i for i, token in enumerate(_specials(name))}
+
+
+def _vocab_size(name: str) -> int:
+    return len(_bpe()[0]) + len(_specials(name))
+
+
+def tiny_tokenizer(name: str) -> Qwen2Tokenizer:
+    """The offline `Qwen2Tokenizer` for a tiny model id (both real models use Qwen2's)."""
+    vocab, merges = _bpe()
+    vocab = dict(vocab)
+    ids = _special_ids(name)
+    # Putting the specials into the vocabulary at fixed ids (instead of letting add_tokens
+    # append them in whatever order) keeps config ids and tokenizer ids in lock-step.
+    vocab.update(ids)
+    extra = [t for t in ids if t not in ("<|endoftext|>", "<|im_end|>")]
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=list(merges),
+        # As the real tokenizer_config.json files: eos <|im_end|>, pad <|endoftext|>, no unk/bos.
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        bos_token=None,
+        extra_special_tokens=extra,
+        model_max_length=32768,
+    )
+    assert len(tokenizer) == _vocab_size(name), "tiny tokenizer size drifted from its config"
+    return tokenizer
+
+
+# --------------------------------------------------------------------------------------------
+# Configs: the real non-size values, tiny widths and depths.
+# --------------------------------------------------------------------------------------------
+
+
+def _check_name(name: str) -> str:
+    if name not in TINY_IDS:
+        raise ValueError(f"unknown tiny model {name!r}; known: {', '.join(TINY_IDS)}")
+    return name
+
+
+def tiny_config(name: str):
+    """The config of a tiny model, without building weights.
+
+    LLaVA-OneVision (values as llava-hf/llava-onevision-qwen2-0.5b-ov-hf, sizes shrunk):
+      SigLIP 384px / patch 14 (27x27 patches), hidden 32, 2 layers, 2 heads, MLP 64, no head;
+      feature layer -1, strategy "full"; projector gelu with bias;
+      Qwen2 LLM hidden 64, 6 layers, 4 heads (head_dim 16), 2 kv heads, MLP 128, theta 1e6,
+      tied embeddings.
+    Qwen2.5-VL (values as Qwen/Qwen2.5-VL-3B-Instruct, sizes shrunk):
+      ViT patch 14, temporal patch 2, merge 2, window 112, depth 4 with full attention in
+      blocks [1, 3] (the real 32-deep tower uses [7, 15, 23, 31]: every 4th block, last one
+      full), hidden 32, 2 heads, MLP 64, tokens_per_second 2;
+      LLM hidden 64, 6 layers, 4 heads (head_dim 16), 2 kv heads, MLP 128, theta 1e6,
+      mrope_section [2, 3, 3] (sums to head_dim / 2 as [16, 24, 24] does for head_dim 128).
+    """
+    ids = _special_ids(_check_name(name))
+    vocab_size = _vocab_size(name)
+    text = dict(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=6,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        hidden_act="silu",
+        max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+    )
+    if name == TINY_LLAVA_ONEVISION:
+        config = LlavaOnevisionConfig(
+            vision_config=dict(
+                model_type="siglip_vision_model",
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                image_size=384,
+                patch_size=14,
+                hidden_act="gelu_pytorch_tanh",
+                layer_norm_eps=1e-6,
+                vision_use_head=False,
+            ),
+            text_config=dict(model_type="qwen2", rope_parameters={"rope_type": "default", "rope_theta": 1e6}, **text),
+            image_token_index=ids["<image>"],
+            video_token_index=ids["<video>"],
+            projector_hidden_act="gelu",
+            multimodal_projector_bias=True,
+            vision_feature_select_strategy="full",
+            vision_feature_layer=-1,
+            vision_aspect_ratio="anyres_max_9",
+            tie_word_embeddings=True,
+        )
+    else:
+        config = Qwen2_5_VLConfig(
+            vision_config=dict(
+                depth=4,
+                hidden_size=32,
+                intermediate_size=64,
+                num_heads=2,
+                hidden_act="silu",
+                in_channels=3,
+                patch_size=14,
+                spatial_merge_size=2,
+                temporal_patch_size=2,
+                window_size=112,
+                fullatt_block_indexes=[1, 3],
+                tokens_per_second=2,
+                out_hidden_size=text["hidden_size"],
+            ),
+            text_config=dict(
+                rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
+                **text,
+            ),
+            image_token_id=ids["<|image_pad|>"],
+            video_token_id=ids["<|video_pad|>"],
+            vision_start_token_id=ids["<|vision_start|>"],
+            vision_end_token_id=ids["<|vision_end|>"],
+            tie_word_embeddings=True,
+        )
+    config._name_or_path = name
+    return config
+
+
+# --------------------------------------------------------------------------------------------
+# Video processors without torchvision.
+# --------------------------------------------------------------------------------------------
+
+_INTERPOLATION = {
+    PILImageResampling.NEAREST: "nearest-exact",
+    PILImageResampling.BILINEAR: "bilinear",
+    PILImageResampling.BICUBIC: "bicubic",
+    # No pure-torch Lanczos/box/hamming: the closest antialiased kernels (torchvision itself
+    # falls back from Lanczos to bicubic off CPU).
+    PILImageResampling.LANCZOS: "bicubic",
+    PILImageResampling.BOX: "bilinear",
+    PILImageResampling.HAMMING: "bilinear",
+}
+
+
+class _TorchVideoBackend(VideoProcessorMixin):
+    """The parts of `BaseVideoProcessor` + `TorchvisionBackend` a video processor uses, in torch.
+
+    Takes already-decoded frames only (stc decodes and samples with `stc.video.load_video`):
+    a [T, H, W, C] or [T, C, H, W] uint8 array/tensor, a list of such, or a list of frames.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._set_attributes(**kwargs)
+
+    @property
+    def backend(self) -> str:
+        return "torch"
+
+    def _decode_and_sample_videos(self, videos, video_metadata, do_sample_frames=None, sample_indices_fn=None):
+        videos = make_batched_videos(videos)
+        if not all(is_valid_video(v) for v in videos):
+            raise ValueError(
+                f"{type(self).__name__} takes decoded frames ([T, H, W, 3] arrays); decode files "
+                "with stc.video.load_video(path).frames"
+            )
+        if do_sample_frames:
+            raise ValueError(
+                f"{type(self).__name__} does not sample frames; sample them with "
+                "stc.video.load_video(path, num_frames=...) and pass do_sample_frames=False"
+            )
+        return videos, make_batched_metadata(videos, video_metadata=video_metadata)
+
+    def _prepare_input_videos(self, videos, do_convert_rgb=None, input_data_format=None, device=None):
+        out = []
+        for video in videos:
+            if isinstance(video, np.ndarray):
+                video = torch.from_numpy(np.ascontiguousarray(video))
+            fmt = input_data_format or infer_channel_dimension_format(video)
+            if fmt == ChannelDimension.LAST:
+                video = video.permute(0, 3, 1, 2)
+            if do_convert_rgb:
+                video = self.convert_to_rgb(video)
+            if device is not None:
+                video = video.to(device)
+            out.append(video.contiguous())
+        return out
+
+    def convert_to_rgb(self, video: torch.Tensor) -> torch.Tensor:
+        """[T, C, H, W] -> [T, 3, H, W]: grey repeated, alpha dropped (the real one blends it on white)."""
+        if video.shape[1] == 1:
+            return video.expand(-1, 3, -1, -1)
+        if video.shape[1] == 4:
+            return video[:, :3]
+        return video
+
+    def resize(self, video: torch.Tensor, size: SizeDict, resample=None, **kwargs) -> torch.Tensor:
+        """Antialiased resize of [T, C, H, W] to size.height x size.width, dtype preserved."""
+        mode = _INTERPOLATION.get(PILImageResampling(resample) if resample is not None else None, "bilinear")
+        extra = {} if mode == "nearest-exact" else {"antialias": True, "align_corners": False}
+        out = F.interpolate(video.float(), size=(size.height, size.width), mode=mode, **extra)
+        if video.dtype == torch.uint8:
+            # torchvision keeps uint8 through its resize; round the same way so rescale sees
+            # the same kind of values.
+            out = out.round_().clamp_(0, 255).to(torch.uint8)
+        return out
+
+    def rescale_and_normalize(self, video, do_rescale, rescale_factor, do_normalize, image_mean, image_std):
+        """(x * rescale_factor - mean) / std in float32, per channel of [..., C, H, W]."""
+        video = video.to(torch.float32)
+        if do_rescale:
+            video = video * rescale_factor
+        if do_normalize:
+            mean = torch.as_tensor(image_mean, dtype=torch.float32, device=video.device).view(-1, 1, 1)
+            std = torch.as_tensor(image_std, dtype=torch.float32, device=video.device).view(-1, 1, 1)
+            video = (video - mean) / std
+        return video
+
+
+class TorchLlavaOnevisionVideoProcessor(_TorchVideoBackend):
+    """Stand-in for `LlavaOnevisionVideoProcessor`: each frame -> 3x384x384, normalised.
+
+    Output `pixel_values_videos`: [num_videos, T, 3, 384, 384] float32 (with return_tensors="pt").
+    """
+
+    resample = PILImageResampling.BICUBIC
+    image_mean = OPENAI_CLIP_MEAN
+    image_std = OPENAI_CLIP_STD
+    size = {"height": 384, "width": 384}
+    rescale_factor = 1 / 255
+    default_to_square = False
+    crop_size = None
+    do_resize = True
+    do_center_crop = None
+    do_rescale = True
+    do_normalize = True
+    do_convert_rgb = True
+    do_sample_frames = False
+
+    def _preprocess(
+        self,
+        videos,
+        do_resize,
+        size,
+        resample,
+        do_rescale,
+        rescale_factor,
+        do_normalize,
+        image_mean,
+        image_std,
+        return_tensors=None,
+        **kwargs,
+    ):
+        processed = []
+        for video in videos:
+            if do_resize:
+                video = self.resize(video, size=size, resample=resample)
+            processed.append(
+                self.rescale_and_normalize(video, do_rescale, rescale_factor, do_normalize, image_mean, image_std)
+            )
+        return BatchFeature(data={"pixel_values_videos": processed}, tensor_type=return_tensors)
+
+
+class _Qwen2VLVideoKwargs(VideosKwargs, total=False):
+    # The extra keys the real Qwen2VLVideoProcessor accepts (its TypedDict lives in a module
+    # that imports torchvision, so it is restated here).
+    min_pixels: int
+    max_pixels: int
+    patch_size: int
+    temporal_patch_size: int
+    merge_size: int
+    min_frames: int
+    max_frames: int
+    cap_pixels_per_frame: bool
+    max_video_tokens: int
+
+
+class TorchQwen2VLVideoProcessor(_TorchVideoBackend):
+    """Stand-in for `Qwen2VLVideoProcessor` (used by Qwen2-VL and Qwen2.5-VL).
+
+    Frames are resized to multiples of patch_size x merge_size (28) keeping the aspect ratio
+    within [min, max] pixels, the frame count is padded to a multiple of temporal_patch_size
+    by repeating the last frame, and each video is cut into flat patches.
+
+    Output: `pixel_values_videos` [sum_v t_v*h_v*w_v, 3*2*14*14] float32 and `video_grid_thw`
+    [num_videos, 3] = (T/2, H/14, W/14); a video yields t*h*w/4 placeholder tokens.
+    """
+
+    resample = PILImageResampling.BICUBIC
+    size = {"shortest_edge": 128 * 28 * 28, "longest_edge": 28 * 28 * 768}
+    image_mean = OPENAI_CLIP_MEAN
+    image_std = OPENAI_CLIP_STD
+    do_resize = True
+    do_rescale = True
+    do_normalize = True
+    do_convert_rgb = True
+    patch_size = 14
+    temporal_patch_size = 2
+    merge_size = 2
+    min_frames = 4
+    max_frames = 768
+    do_sample_frames = False
+    # The real class warns when this is unset and then behaves as False; say False outright.
+    cap_pixels_per_frame = False
+    max_video_tokens = 128000
+    valid_kwargs = _Qwen2VLVideoKwargs
+    model_input_names = ["pixel_values_videos", "video_grid_thw"]
+
+    def __init__(self, **kwargs):
+        size = kwargs.pop("size", None)
+        size = dict(self.size) if size is None else dict(size)
+        if (min_pixels := kwargs.pop("min_pixels", None)) is not None:
+            size["shortest_edge"] = min_pixels
+        if (max_pixels := kwargs.pop("max_pixels", None)) is not None:
+            size["longest_edge"] = max_pixels
+        super().__init__(size=size, **kwargs)
+
+    def _standardize_kwargs(self, size=None, min_pixels=None, max_pixels=None, **kwargs):
+        if min_pixels is not None or max_pixels is not None:
+            size = dict(size) if size is not None else {}
+            if min_pixels is not None:
+                size["shortest_edge"] = min_pixels
+            if max_pixels is not None:
+                size["longest_edge"] = max_pixels
+        return super()._standardize_kwargs(size=size, **kwargs)
+
+    def _resized_hw(self, num_frames, height, width, size, patch_size, merge_size, temporal_patch_size,
+                    cap_pixels_per_frame):
+        factor = patch_size * merge_size
+        max_pixels = size.longest_edge
+        if cap_pixels_per_frame:
+            total_pixels = int(self.max_video_tokens * factor * factor * 0.9)
+            max_pixels = max(
+                min(max_pixels, total_pixels * temporal_patch_size // num_frames), int(size.shortest_edge * 1.05)
+            )
+        return smart_resize(height, width, factor=factor, min_pixels=size.shortest_edge, max_pixels=max_pixels)
+
+    def _preprocess(
+        self,
+        videos,
+        do_resize,
+        size,
+        resample,
+        do_rescale,
+        rescale_factor,
+        do_normalize,
+        image_mean,
+        image_std,
+        patch_size=None,
+        temporal_patch_size=None,
+        merge_size=None,
+        cap_pixels_per_frame=None,
+        return_tensors=None,
+        **kwargs,
+    ):
+        patches_all, grids = [], []
+        for video in videos:
+            t, c, h, w = video.shape
+            if do_resize:
+                rh, rw = self._resized_hw(
+                    t, h, w, size, patch_size, merge_size, temporal_patch_size, cap_pixels_per_frame
+                )
+                video = self.resize(video, size=SizeDict(height=rh, width=rw), resample=resample)
+            video = self.rescale_and_normalize(video, do_rescale, rescale_factor, do_normalize, image_mean, image_std)
+            if pad := -t % temporal_patch_size:
+                video = torch.cat([video, video[-1:].expand(pad, -1, -1, -1)], dim=0)
+            t, c, h, w = video.shape
+            gt, gh, gw = t // temporal_patch_size, h // patch_size, w // patch_size
+            # Same flat order as the real patchify: temporal patch, then merge-window-major
+            # spatial order, each patch flattened as (C, temporal, py, px).
+            patches = video.reshape(
+                gt, temporal_patch_size, c, gh // merge_size, merge_size, patch_size, gw // merge_size, merge_size,
+                patch_size,
+            )
+            patches = patches.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+            patches_all.append(patches.reshape(gt * gh * gw, c * temporal_patch_size * patch_size * patch_size))
+            grids.append([gt, gh, gw])
+        return BatchFeature(
+            data={"pixel_values_videos": torch.cat(patches_all, dim=0), "video_grid_thw": torch.tensor(grids)},
+            tensor_type=return_tensors,
+        )
+
+    def get_num_of_video_patches(self, num_frames: int, height: int, width: int, videos_kwargs=None) -> int:
+        """Number of (unmerged) patches a [num_frames, height, width] video becomes."""
+        kw = videos_kwargs or {}
+        patch_size = kw.get("patch_size") or self.patch_size
+        merge_size = kw.get("merge_size") or self.merge_size
+        temporal = kw.get("temporal_patch_size") or self.temporal_patch_size
+        size = SizeDict(**(kw.get("size") or self.size))
+        rh, rw = self._resized_hw(num_frames, height, width, size, patch_size, merge_size, temporal,
+                                  kw.get("cap_pixels_per_frame", self.cap_pixels_per_frame))
+        return math.ceil(num_frames / temporal) * (rh // patch_size) * (rw // patch_size)
+
+
+def _torchvision_works() -> bool:
+    if not is_torchvision_available():
+        return False
+    try:  # a torchvision built for another torch is "available" but fails on import
+        import torchvision.transforms.v2.functional  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def video_processor(kind: str, **kwargs):
+    """A video processor for `kind` in {"llava_onevision", "qwen2_vl"}.
+
+    The real transformers class when torchvision imports, else the pure-torch stand-in above.
+    kwargs override class defaults (e.g. image_mean for SigLIP checkpoints).
+    """
+    real = _torchvision_works()
+    if kind == "llava_onevision":
+        if real:
+            from transformers import LlavaOnevisionVideoProcessor
+
+            return LlavaOnevisionVideoProcessor(**kwargs)
+        return TorchLlavaOnevisionVideoProcessor(**kwargs)
+    if kind == "qwen2_vl":
+        if real:
+            from transformers import Qwen2VLVideoProcessor
+
+            return Qwen2VLVideoProcessor(**kwargs)
+        return TorchQwen2VLVideoProcessor(**kwargs)
+    raise ValueError(f"unknown video processor kind {kind!r}; known: llava_onevision, qwen2_vl")
+
+
+def _image_processor(kind: str, **kwargs):
+    # The PIL backends need no torchvision; prefer the torchvision ones when they work, as
+    # AutoImageProcessor would.
+    real = _torchvision_works()
+    if kind == "llava_onevision":
+        if real:
+            from transformers import LlavaOnevisionImageProcessor as cls
+        else:
+            from transformers import LlavaOnevisionImageProcessorPil as cls
+    else:
+        if real:
+            from transformers import Qwen2VLImageProcessor as cls
+        else:
+            from transformers import Qwen2VLImageProcessorPil as cls
+    return cls(**kwargs)
+
+
+@contextmanager
+def accepting_torch_video_processors():
+    """Let a processor's constructor accept the pure-torch video processors.
+
+    `ProcessorMixin.__init__` checks each part against a base class looked up by name on the
+    `transformers` module, and without torchvision `transformers` does not export
+    `VideoProcessorMixin`, so the check raises even for a true subclass. The check is widened
+    (on `ProcessorMixin`, so for every thread) only inside the `with` block; build the
+    processor there and nothing stays patched afterwards.
+    """
+    original = ProcessorMixin.check_argument_for_proper_class
+
+    def check(self, argument_name, argument):
+        if isinstance(argument, _TorchVideoBackend):
+            return type(argument)
+        return original(self, argument_name, argument)
+
+    ProcessorMixin.check_argument_for_proper_class = check
+    try:
+        yield
+    finally:
+        ProcessorMixin.check_argument_for_proper_class = original
+
+
+# The name stc.models.load first imported it under.
+_accepting_torch_video_processors = accepting_torch_video_processors
+
+
+def tiny_processor(name: str):
+    """The real processor class for a tiny model id, with the offline tokenizer.
+
+    LLaVA-OneVision: `LlavaOnevisionProcessor`, num_image_tokens 729 (27x27), strategy "full",
+    SigLIP mean/std 0.5 (the checkpoint's preprocessor config); `<video>` expands to
+    T*196 + 1 tokens. Qwen2.5-VL: `Qwen2_5_VLProcessor`, default Qwen2-VL image/video
+    processors; `<|video_pad|>` expands to (T/2)(H/28)(W/28) tokens.
+    """
+    tokenizer = tiny_tokenizer(_check_name(name))
+    with accepting_torch_video_processors():
+        return _processor(name, tokenizer)
+
+
+def _processor(name, tokenizer):
+    if name == TINY_LLAVA_ONEVISION:
+        siglip = dict(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+        return LlavaOnevisionProcessor(
+            image_processor=_image_processor("llava_onevision", **siglip),
+            tokenizer=tokenizer,
+            video_processor=video_processor("llava_onevision", **siglip),
+            num_image_tokens=729,
+            vision_feature_select_strategy="full",
+            chat_template=_LLAVA_OV_CHAT_TEMPLATE,
+            vision_aspect_ratio="anyres_max_9",
+        )
+    return Qwen2_5_VLProcessor(
+        image_processor=_image_processor("qwen2_vl"),
+        tokenizer=tokenizer,
+        video_processor=video_processor("qwen2_vl"),
+        chat_template=_QWEN_VL_CHAT_TEMPLATE,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Models.
+# --------------------------------------------------------------------------------------------
+
+
+def build_tiny(name: str, *, dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Build (model, processor) for a tiny id in `TINY_IDS`; offline, about a second.
+
+    Weights come from the model's own initialisation under `torch.manual_seed(seed)`, inside
+    a forked RNG so the caller's random state is untouched: the same seed gives bit-identical
+    weights. The model is in eval mode with sdpa attention.
+    """
+    config = tiny_config(name)
+    cls = LlavaOnevisionForConditionalGeneration if name == TINY_LLAVA_ONEVISION else Qwen2_5_VLForConditionalGeneration
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = cls._from_config(config, dtype=dtype, attn_implementation="sdpa")
+    model.eval()
+    # As the checkpoints' generation_config.json: stop at <|im_end|> (Qwen2.5-VL also at
+    # <|endoftext|>), pad with <|endoftext|>.
+    ids = _special_ids(name)
+    gen = model.generation_config
+    gen.eos_token_id = ids["<|im_end|>"] if name == TINY_LLAVA_ONEVISION else [ids["<|im_end|>"], ids["<|endoftext|>"]]
+    gen.pad_token_id = ids["<|endoftext|>"]
+    gen.bos_token_id = ids["<|endoftext|>"]
+    return model, tiny_processor(name)
