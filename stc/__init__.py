@@ -6,12 +6,14 @@ Public API (see README.md):
     load, VideoLLM, Answer, Stats, Provenance       a Video-LLM that answers with or without stc
     load_video, Video                               decoding and uniform frame sampling
     flops                                           the paper's FLOPs convention
+    list_methods, get_method                        the method registry (STCConfig(method=...))
 """
 
 from .compress import Compressed, compress_tokens, dpc_knn, unified_selection
 from .config import STCConfig
 from .flops import flops
 from .merge import Merged, merge_into_kept, text_aware_scores
+from .methods import get_method, list_methods
 from .models import Answer, Provenance, Stats, VideoLLM, load, supported_types
 from .video import Video, load_video
 
@@ -29,6 +31,8 @@ __all__ = [
     "compress_tokens",
     "dpc_knn",
     "flops",
+    "get_method",
+    "list_methods",
     "load",
     "load_video",
     "merge_into_kept",

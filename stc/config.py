@@ -44,6 +44,8 @@ def _check_int(name: str, value, lo: int, hi: float = math.inf) -> int:
 class STCConfig:
     """Hyper-parameters of stc (defaults are the paper's; see shared/method.md).
 
+    method: the compression method, a name from `stc.list_methods()` ("stc" by default; "none"
+        is the uncompressed baseline). Each method reads only the fields it documents.
     Stage 1 (before the LLM):
         retention: fraction of visual tokens that enter the LLM, 0 < r <= 1 (budget
             B = round(r * T * N), at least 1).
@@ -61,6 +63,7 @@ class STCConfig:
     """
 
     retention: float
+    method: str = "stc"
     # stage 1
     tau: float = 0.7
     cluster_ratio: float = 0.3
@@ -83,6 +86,11 @@ class STCConfig:
                 "text_weight", self.text_weight, 0.0, 1.0, lo_open=False, hi_open=False
             ),
         }
+        from .methods import get_method  # imported here: the registry imports stc modules
+
+        if not isinstance(self.method, str):
+            raise ValueError(f"method must be a method name (see stc.list_methods()), got {self.method!r}")
+        get_method(self.method)  # ValueError naming the available methods
         if self.inner_layer is not None:
             checked["inner_layer"] = _check_int("inner_layer", self.inner_layer, 0)
         for name, value in checked.items():

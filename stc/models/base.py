@@ -24,12 +24,13 @@ import numpy as np
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from ..compress import Compressed, compress_tokens
+from ..compress import Compressed
 from ..config import STCConfig
-from ..flops import default_inner_layer, flops
-from ..merge import Merged, merge_into_kept, text_aware_scores
+from ..flops import flops
+from ..merge import Merged
+from ..methods import get_method, identity
 from ..video import Video, load_video
-from .inner import InnerContext, InnerPlan, InnerPruning
+from .inner import InnerPlan, InnerPruning
 
 # Provenance codes of every sampled patch (what the demo draws).
 DROPPED, SELECTED, REFILLED, MERGED_AT_K = 0, 1, 2, 3
@@ -221,16 +222,6 @@ class _PeakMemory:
             self.peak = max(self.peak, self._rss())
 
 
-def stc_strategy(text_weight: float) -> Callable[[InnerContext], Merged]:
-    """stc stage 2: text-aware scores, keep the top share, merge the rest into it."""
-
-    def strategy(ctx: InnerContext) -> Merged:
-        scores = text_aware_scores(ctx.visual, ctx.text, ctx.text_attn, text_weight)
-        return merge_into_kept(ctx.visual, ctx.keep_count, scores)
-
-    return strategy
-
-
 class FamilyAdapter:
     """What one model family must provide. Subclasses: one file per family."""
 
@@ -332,7 +323,9 @@ class VideoLLM:
 
     # -- answering ---------------------------------------------------------------------------
     def inner_layer(self, config: STCConfig) -> int:
-        return default_inner_layer(self.num_layers) if config.inner_layer is None else config.inner_layer
+        """Layer K this model uses for ``config`` (its method's default when unset)."""
+        method = get_method(config.method)
+        return method.layer(config, self.num_layers) if method.inner is not None else None
 
     def _as_video(self, video, num_frames: int, step) -> Video:
         if isinstance(video, Video):
@@ -351,38 +344,33 @@ class VideoLLM:
             raise ValueError("question must be a non-empty string")
         if config is not None and not isinstance(config, STCConfig):
             raise ValueError(f"config must be an stc.STCConfig or None, got {type(config).__name__}")
+        method = get_method("none" if config is None else config.method)
         encoded, cached = self.encode(video)
+        total = encoded.num_tokens
         self._sync()
         t0 = time.perf_counter()
-        if config is None:
-            kept = _identity(encoded)
+        if method.stage1 is None:
+            kept = identity(encoded.features)
         else:
-            kept = compress_tokens(
-                encoded.features,
-                encoded.scores,
-                config.budget(encoded.num_tokens),
-                tau=config.tau,
-                cluster_ratio=config.cluster_ratio,
-                knn_k=config.knn_k,
-            )
+            budget = method.stage1_budget(config, total)
+            kept = method.stage1(encoded.features, encoded.scores, budget, grid=encoded.grid, config=config)
         self._sync()
-        compress_seconds = time.perf_counter() - t0 if config is not None else 0.0
+        compress_seconds = time.perf_counter() - t0 if method.stage1 is not None else 0.0
         inputs = self.adapter.prompt_inputs(question, encoded, kept)
         pruning = None
         n_stage1 = kept.tokens.shape[0]
-        if config is not None and config.inner_keep < 1.0:
-            keep_count = max(1, int(np.floor(config.inner_keep * n_stage1 + 0.5)))
-            if keep_count < n_stage1:
-                plan = InnerPlan(
-                    layer=self.inner_layer(config),
-                    visual_start=inputs.visual_start,
-                    visual_end=inputs.visual_end,
-                    text_start=inputs.text_start,
-                    prompt_len=inputs.prompt_len,
-                    keep_count=keep_count,
-                    strategy=stc_strategy(config.text_weight),
-                )
-                pruning = InnerPruning(self.adapter.decoder_layers(), plan)
+        keep_count = method.inner_keep_count(config, total, n_stage1) if config is not None else n_stage1
+        if keep_count < n_stage1:
+            plan = InnerPlan(
+                layer=method.layer(config, self.num_layers),
+                visual_start=inputs.visual_start,
+                visual_end=inputs.visual_end,
+                text_start=inputs.text_start,
+                prompt_len=inputs.prompt_len,
+                keep_count=keep_count,
+                strategy=method.inner(config),
+            )
+            pruning = InnerPruning(self.adapter.decoder_layers(), plan)
         return Prepared(encoded, cached, kept, inputs, compress_seconds, pruning)
 
     @torch.no_grad()
@@ -452,12 +440,6 @@ class VideoLLM:
             device=str(self.device),
         )
         return Answer(text=text, stats=stats, provenance=provenance(encoded, kept, merged), config=config)
-
-
-def _identity(encoded: Encoded) -> Compressed:
-    s, n, d = encoded.features.shape
-    ar = torch.arange(s * n, device=encoded.features.device)
-    return Compressed(encoded.features.reshape(s * n, d), ar, ar.clone(), torch.ones_like(ar, dtype=torch.bool))
 
 
 def provenance(encoded: Encoded, kept: Compressed, merged: Merged | None) -> Provenance:
