@@ -157,3 +157,22 @@ def test_answer_rejects_bad_arguments(llm, video):
         llm.answer(video, QUESTION, max_new_tokens=0)
     with pytest.raises(ValueError, match="config"):
         llm.answer(video, QUESTION, config={"retention": 0.1})
+
+
+@pytest.mark.parametrize("layer", [0, 2])
+def test_stage2_with_materialised_masks_matches_sdpa(llm, video, layer):
+    """Eager attention passes 4D masks to every layer: they must be sliced like the rest,
+    in prefill and in every decoding step (K = 0 sizes decoding masks from a short cache)."""
+    eager = stc.load("tiny-random/llava-onevision")
+    eager.model.set_attn_implementation("eager")
+    config = stc.STCConfig(retention=0.05, inner_layer=layer)
+    logits = []
+    for model in (llm, eager):
+        prep = model.prepare(video, QUESTION, config)
+        with prep.stage2():
+            out = model.model.generate(
+                **prep.inputs.generate_kwargs, max_new_tokens=5, min_new_tokens=5, do_sample=False,
+                output_logits=True, return_dict_in_generate=True,
+            )
+        logits.append(torch.stack(out.logits))
+    torch.testing.assert_close(logits[0], logits[1], rtol=1e-4, atol=1e-5)

@@ -150,7 +150,8 @@ class InnerPruning:
             if isinstance(pos, torch.Tensor) and pos.shape[-1] == full:
                 kwargs["position_ids"] = pos[..., keep]
         mask = kwargs.get("attention_mask")
-        if isinstance(mask, torch.Tensor) and mask.dim() == 4:
+        # With K = 0 the decoder sizes decoding masks from layer 0's (already short) cache.
+        if isinstance(mask, torch.Tensor) and mask.dim() == 4 and (prefill or self.plan.layer > 0):
             cols = torch.cat([keep, torch.arange(full, mask.shape[-1], device=keep.device)])
             mask = mask[..., cols]
             if prefill and mask.shape[-2] == full:
