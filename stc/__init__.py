@@ -14,7 +14,7 @@ from .config import STCConfig
 from .flops import flops
 from .merge import Merged, merge_into_kept, text_aware_scores
 from .methods import get_method, list_methods
-from .models import Answer, Provenance, Stats, VideoLLM, load, supported_types
+from .models import Answer, OutOfMemory, Provenance, Stats, VideoLLM, load, supported_types
 from .video import Video, load_video
 
 __version__ = "0.1.0"
@@ -23,6 +23,7 @@ __all__ = [
     "Answer",
     "Compressed",
     "Merged",
+    "OutOfMemory",
     "Provenance",
     "STCConfig",
     "Stats",

@@ -176,3 +176,37 @@ def test_stage2_with_materialised_masks_matches_sdpa(llm, video, layer):
             )
         logits.append(torch.stack(out.logits))
     torch.testing.assert_close(logits[0], logits[1], rtol=1e-4, atol=1e-5)
+
+
+def test_question_limits(llm, video):
+    with pytest.raises(ValueError, match="too long"):
+        llm.answer(video, "why? " * 2000)
+    ok = llm.answer(video, "  " + QUESTION + "\n", max_new_tokens=2)
+    assert ok.stats.new_tokens >= 1
+
+
+def test_out_of_memory_is_reported_and_the_model_stays_usable(llm, video, monkeypatch):
+    real = llm.model.generate
+
+    def boom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(llm.model, "generate", boom)
+    with pytest.raises(stc.OutOfMemory, match="fewer frames"):
+        llm.answer(video, QUESTION, max_new_tokens=2)
+    monkeypatch.setattr(llm.model, "generate", real)
+    again = llm.answer(video, QUESTION, max_new_tokens=2)
+    assert again.stats.new_tokens >= 1 and not again.stats.vision_cached  # cache was dropped
+
+
+def test_generation_time_is_bounded(llm, video):
+    out = llm.answer(video, QUESTION, max_new_tokens=4000, max_seconds=0.05)
+    assert out.stats.new_tokens < 4000
+    assert any("limit" in n for n in out.notes)
+
+
+def test_fewer_frames_than_asked_is_noted(llm, make_clip):
+    path = make_clip("three.mp4", 3)
+    out = llm.answer(path, QUESTION, num_frames=16, max_new_tokens=2)
+    assert out.provenance.status.shape[0] == 3
+    assert any("3 frames" in n for n in out.notes)

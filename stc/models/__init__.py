@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from .base import Answer, Encoded, FamilyAdapter, Provenance, Stats, VideoLLM
+from .base import Answer, Encoded, FamilyAdapter, OutOfMemory, Provenance, Stats, VideoLLM
 from .tiny import TINY_IDS, TINY_LLAVA_ONEVISION, TINY_QWEN2_5_VL, build_tiny
 
 # model_type -> (module, adapter class, transformers model class)
@@ -165,6 +165,7 @@ __all__ = [
     "Answer",
     "Encoded",
     "FamilyAdapter",
+    "OutOfMemory",
     "Provenance",
     "Stats",
     "VideoLLM",

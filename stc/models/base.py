@@ -148,10 +148,36 @@ class Prepared:
 
 @dataclass
 class Answer:
+    """text: the generated answer; notes: what the caller should know (e.g. the video had fewer
+    frames than asked, or generation hit its time limit)."""
+
     text: str
     stats: Stats
     provenance: Provenance
     config: STCConfig | None
+    notes: list[str] = field(default_factory=list)
+
+
+class OutOfMemory(RuntimeError):
+    """The device ran out of memory; the message suggests what to lower."""
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    # CUDA raises OutOfMemoryError; the CPU allocator raises a plain RuntimeError.
+    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
+
+
+MAX_QUESTION_CHARS = 2000
+
+
+def check_question(question) -> str:
+    """The question, stripped; ValueError for a non-string, empty or over-long question."""
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("question must be a non-empty string")
+    question = question.strip()
+    if len(question) > MAX_QUESTION_CHARS:
+        raise ValueError(f"question is too long ({len(question)} characters; at most {MAX_QUESTION_CHARS})")
+    return question
 
 
 class _Timer(BaseStreamer):
@@ -334,18 +360,22 @@ class VideoLLM:
         return load_video(Path(video), num_frames=num_frames)
 
     @torch.no_grad()
-    def prepare(self, video: Video, question: str, config: STCConfig | None = None) -> Prepared:
+    def prepare(
+        self, video: Video, question: str, config: STCConfig | None = None, progress: Callable[[str], None] | None = None
+    ) -> Prepared:
         """Everything before generation: encode (cached), stage 1, the prompt, stage 2's patch.
 
         The returned `Prepared` holds the generate kwargs and, when stage 2 runs, an
         `InnerPruning` to enter around the model call (``with prepared.stage2(): ...``).
         """
-        if not isinstance(question, str) or not question.strip():
-            raise ValueError("question must be a non-empty string")
+        question = check_question(question)
         if config is not None and not isinstance(config, STCConfig):
             raise ValueError(f"config must be an stc.STCConfig or None, got {type(config).__name__}")
+        step = progress or (lambda _msg: None)
         method = get_method("none" if config is None else config.method)
+        step("encoding video")
         encoded, cached = self.encode(video)
+        step("compressing" if method.stage1 is not None else "preparing prompt")
         total = encoded.num_tokens
         self._sync()
         t0 = time.perf_counter()
@@ -383,33 +413,47 @@ class VideoLLM:
         max_new_tokens: int = 128,
         num_frames: int = 32,
         progress: Callable[[str], None] | None = None,
+        max_seconds: float | None = None,
     ) -> Answer:
         """Answer ``question`` about ``video`` (a `Video` or a path, sampled to ``num_frames``).
 
         ``config=None`` runs the uncompressed baseline; an `STCConfig` runs stage 1 before the
-        LLM and stage 2 at layer K (``inner_keep=1.0`` turns stage 2 off).
+        LLM and stage 2 at layer K (``inner_keep=1.0`` turns stage 2 off). ``progress`` gets the
+        name of each step; ``max_seconds`` bounds generation time (the answer is cut there).
+        Raises ValueError for bad input and `OutOfMemory` (the model stays usable) when the
+        device runs out of memory.
         """
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= 4096:
             raise ValueError(f"max_new_tokens must be an integer in [1, 4096], got {max_new_tokens!r}")
+        if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
+            raise ValueError(f"max_seconds must be a positive number or None, got {max_seconds!r}")
         step = progress or (lambda _msg: None)
         video = self._as_video(video, num_frames, step)
-        with self._lock, _PeakMemory(self.device) as memory:
-            step("encoding video")
-            step("compressing" if config is not None else "preparing prompt")
-            prep = self.prepare(video, question, config)
-            step("generating")
-            timer = _Timer(self._sync)
-            self._sync()
-            t_gen = time.perf_counter()
-            with prep.stage2():
-                out = self.model.generate(
-                    **prep.inputs.generate_kwargs,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    num_beams=1,
-                    streamer=timer,
-                )
-            self._sync()
+        try:
+            with self._lock, _PeakMemory(self.device) as memory:
+                prep = self.prepare(video, question, config, progress=step)
+                step("generating")
+                timer = _Timer(self._sync)
+                self._sync()
+                t_gen = time.perf_counter()
+                with prep.stage2():
+                    out = self.model.generate(
+                        **prep.inputs.generate_kwargs,
+                        max_new_tokens=max_new_tokens,
+                        max_time=max_seconds,
+                        do_sample=False,
+                        num_beams=1,
+                        streamer=timer,
+                    )
+                self._sync()
+        except (torch.OutOfMemoryError, RuntimeError) as e:
+            if not _is_out_of_memory(e):
+                raise
+            self._recover_memory()
+            raise OutOfMemory(
+                f"out of {self.device.type.upper()} memory with {video.num_frames} frames on {self.model_id}; "
+                "try fewer frames or a lower retention"
+            ) from e
 
         inputs, kept, encoded = prep.inputs, prep.kept, prep.encoded
         new_ids = out[0, inputs.prompt_len :]
@@ -439,7 +483,18 @@ class VideoLLM:
             inner_layer=layer,
             device=str(self.device),
         )
-        return Answer(text=text, stats=stats, provenance=provenance(encoded, kept, merged), config=config)
+        notes = [video.note] if video.note else []
+        if max_seconds is not None and stats.new_tokens < max_new_tokens and time.perf_counter() - t_gen >= max_seconds:
+            notes.append(f"generation stopped at the {max_seconds:g} s limit")
+        return Answer(
+            text=text, stats=stats, provenance=provenance(encoded, kept, merged), config=config, notes=notes
+        )
+
+    def _recover_memory(self) -> None:
+        """After an out-of-memory error: drop cached features and free the allocator's cache."""
+        self.clear_cache()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 def provenance(encoded: Encoded, kept: Compressed, merged: Merged | None) -> Provenance:
