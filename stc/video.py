@@ -23,6 +23,9 @@ import numpy as np
 __all__ = ["MAX_FRAMES", "Video", "load_video", "sample_indices"]
 
 MAX_FRAMES = 1024
+# Longer side of decoded frames (LLaVA-OV resizes to 384; Qwen2.5-VL's default video budget
+# is ~600k pixels per frame, about 1000 x 600): 1344 loses nothing any model sees.
+MAX_SIDE = 1344
 
 # Up to this many frames (about 20 s at 30 fps) a clip is decoded front to back, which is
 # exact and cheap; longer ones are read by seeking.
@@ -235,6 +238,18 @@ def _probe(stream, container) -> _Probe:
     return _Probe(fps=fps, duration=duration, declared_frames=declared, start=start)
 
 
+def _rgb(frame, max_side: int | None) -> np.ndarray:
+    """A decoded frame as uint8 RGB [H, W, 3], scaled down (aspect kept, even sizes) so its
+    longer side is at most ``max_side``. Scaling happens in the conversion itself, so a 4K
+    video never holds full-size RGB frames in memory."""
+    w, h = frame.width, frame.height
+    if max_side is None or max(w, h) <= max_side:
+        return frame.to_ndarray(format="rgb24")
+    scale = max_side / max(w, h)
+    width, height = max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)
+    return frame.to_ndarray(format="rgb24", width=width, height=height)
+
+
 def _check_decodable(path: str, found: int, declared: int) -> None:
     if found == 0:
         raise _fail(path, "no decodable frames (corrupt or truncated file)")
@@ -246,7 +261,7 @@ def _frame_time(frame, start: float) -> float | None:
     return None if frame.time is None else float(frame.time) - start
 
 
-def _read_sequential(path: str, num_frames: int, probe: _Probe, total: int | None = None):
+def _read_sequential(path: str, num_frames: int, probe: _Probe, total: int | None = None, max_side=None):
     """Decode front to back, converting only the sampled frames. Exact frame indices."""
     import av
 
@@ -267,7 +282,7 @@ def _read_sequential(path: str, num_frames: int, probe: _Probe, total: int | Non
             for index, frame in enumerate(container.decode(stream)):
                 decoded = index + 1
                 if index in want:
-                    frames[index] = frame.to_ndarray(format="rgb24")
+                    frames[index] = _rgb(frame, max_side)
                     times[index] = _frame_time(frame, probe.start)
                     if len(frames) == len(want):
                         break
@@ -277,13 +292,13 @@ def _read_sequential(path: str, num_frames: int, probe: _Probe, total: int | Non
         # Fewer frames decode than packets exist (a dropped frame, a truncated tail): sample
         # again over what really decodes.
         _check_decodable(path, decoded, total)
-        return _read_sequential(path, num_frames, probe, total=decoded)
+        return _read_sequential(path, num_frames, probe, total=decoded, max_side=max_side)
     fps = probe.fps or (total / probe.duration if probe.duration else 1.0)
     timestamps = [times[i] if times[i] is not None else i / fps for i in wanted.tolist()]
     return np.stack([frames[i] for i in wanted.tolist()]), np.asarray(timestamps), wanted, total, fps
 
 
-def _read_seeking(path: str, num_frames: int, probe: _Probe):
+def _read_seeking(path: str, num_frames: int, probe: _Probe, max_side=None):
     """Seek near each sampled frame and decode forward; never decodes the whole file."""
     import av
 
@@ -324,13 +339,13 @@ def _read_seeking(path: str, num_frames: int, probe: _Probe):
             time = _frame_time(found, probe.start)
             if indices and round(time * fps) <= indices[-1]:
                 continue  # the same frame again (irregular timestamps); keep it once
-            frames.append(found.to_ndarray(format="rgb24"))
+            frames.append(_rgb(found, max_side))
             timestamps.append(time)
             indices.append(int(round(time * fps)))
     return np.stack(frames), np.asarray(timestamps), np.asarray(indices, dtype=np.int64), total, fps
 
 
-def _read_decord(path: str, num_frames: int, probe: _Probe):
+def _read_decord(path: str, num_frames: int, probe: _Probe, max_side=None):
     """Read with decord; None when decord itself fails (PyAV then decides about the file)."""
     try:
         import decord
@@ -350,6 +365,17 @@ def _read_decord(path: str, num_frames: int, probe: _Probe):
     return frames, timestamps, wanted, total, fps
 
 
+def _downscale(frames: np.ndarray, max_side: int) -> np.ndarray:
+    import torch
+
+    h, w = frames.shape[1:3]
+    scale = max_side / max(h, w)
+    size = (max(2, int(round(h * scale / 2)) * 2), max(2, int(round(w * scale / 2)) * 2))
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    x = torch.nn.functional.interpolate(x, size=size, mode="area")
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
 def _decord_available() -> bool:
     try:
         import decord  # noqa: F401
@@ -358,7 +384,9 @@ def _decord_available() -> bool:
     return True
 
 
-def load_video(path: str | os.PathLike, num_frames: int = 32, *, backend: str = "auto") -> Video:
+def load_video(
+    path: str | os.PathLike, num_frames: int = 32, *, backend: str = "auto", max_side: int | None = MAX_SIDE
+) -> Video:
     """Read `num_frames` frames spread uniformly over a video file (see `sample_indices`).
 
     Args:
@@ -366,6 +394,9 @@ def load_video(path: str | os.PathLike, num_frames: int = 32, *, backend: str = 
         num_frames: T, an int in [1, 1024]. A video with fewer frames gives all of them and
             says so in `Video.note`.
         backend: "auto" (decord if importable, else PyAV), "decord" or "pyav".
+        max_side: frames are scaled down (aspect kept) so the longer side is at most this
+            (default 1344: above every supported model's input size, and 4K frames never sit
+            in memory at full size); None keeps the decoded size.
     Returns:
         A `Video` with frames uint8 [T, H, W, 3] and timestamps float [T] in seconds.
     Raises:
@@ -373,6 +404,8 @@ def load_video(path: str | os.PathLike, num_frames: int = 32, *, backend: str = 
         audio-only, corrupt or truncated file.
     """
     num_frames = _check_num_frames(num_frames)
+    if max_side is not None and (isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 16):
+        raise ValueError(f"max_side must be an integer >= 16 or None, got {max_side!r}")
     if backend not in ("auto", "decord", "pyav"):
         raise ValueError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
     if backend == "decord" and not _decord_available():
@@ -392,15 +425,17 @@ def load_video(path: str | os.PathLike, num_frames: int = 32, *, backend: str = 
 
     result, used = None, "pyav"
     if backend == "decord" or (backend == "auto" and _decord_available()):
-        result, used = _read_decord(path, num_frames, probe), "decord"
+        result, used = _read_decord(path, num_frames, probe, max_side), "decord"
         if result is None and backend == "decord":
             raise _fail(path, "decord could not decode it")
     if result is None:
         used = "pyav"
         long = probe.fps and probe.duration and probe.declared_frames > _SEQUENTIAL_MAX_FRAMES
         reader = _read_seeking if long else _read_sequential
-        result = reader(path, num_frames, probe)
+        result = reader(path, num_frames, probe, max_side=max_side)
     frames, timestamps, indices, total, fps = result
+    if max_side is not None and max(frames.shape[1:3]) > max_side:  # decord decodes at full size
+        frames = _downscale(frames, max_side)
 
     note = None
     if len(frames) < num_frames:

@@ -210,3 +210,13 @@ def test_metadata_for_transformers_processors(gradio_clip):
     assert metadata.total_num_frames == 901 and metadata.fps == pytest.approx(30.0)
     assert metadata.sampled_fps == pytest.approx(8 / 901 * 30.0)
     np.testing.assert_allclose(metadata.timestamps, video.timestamps, atol=1e-6)
+
+
+def test_4k_frames_are_scaled_down_while_decoding(make_clip):
+    path = make_clip("uhd.mp4", 3, size=(3840, 2160))
+    video = load_video(path, num_frames=3)
+    assert video.frames.shape == (3, 756, 1344, 3)
+    full = load_video(path, num_frames=1, max_side=None)
+    assert full.frames.shape[1:3] == (2160, 3840)
+    with pytest.raises(ValueError, match="max_side"):
+        load_video(path, num_frames=1, max_side=0)
