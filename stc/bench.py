@@ -3,11 +3,14 @@
 By default the REAL LLaVA-OneVision-0.5B architecture (SigLIP-so400m + Qwen2-0.5B) with random
 weights, so it runs offline; ``--model`` takes any id `stc.load` takes (a real checkpoint with
 hub access). One model instance, one video, vision features encoded once and shared by every
-row; each row is a full `VideoLLM.answer`. Printed as a Markdown table whose ratios compare
-rows of this run only (machines are noisy: never compare absolute times across runs).
+row; each row is a full `VideoLLM.answer`. Rows: the baseline, then for every retention every
+method of ``--methods`` (any name of `stc.list_methods()`). Printed as a Markdown table whose
+ratios compare rows of this run only (machines are noisy: never compare absolute times across
+runs).
 
-    python -m stc.bench                      # 32 frames, baseline vs 10%/5% and 2%/1%
+    python -m stc.bench                      # 32 frames, baseline vs stc 10%/5% and 2%/1%
     python -m stc.bench --quick              # 8 frames
+    python -m stc.bench --methods stc fastv visionzip fastvid holitom --retention 0.1 0.02
     python -m stc.bench --device cuda --dtype bfloat16
 """
 
@@ -21,6 +24,7 @@ from pathlib import Path
 import torch
 
 from .config import STCConfig
+from .methods import get_method, list_methods
 from .models import VideoLLM, load
 from .models.base import Stats
 from .video import load_video
@@ -71,9 +75,51 @@ def parse_setting(text: str) -> STCConfig:
     try:
         first = float(parts[0]) / 100
         keep = float(parts[1]) / float(parts[0]) if len(parts) > 1 else 1.0
+        return STCConfig(retention=first, inner_keep=keep)
     except (ValueError, ZeroDivisionError) as e:
         raise argparse.ArgumentTypeError(f"setting must look like '2/1' or '10', got {text!r}") from e
-    return STCConfig(retention=first, inner_keep=keep)
+
+
+def parse_retention(text: str) -> float:
+    """A retention fraction in (0, 1], e.g. '0.02'."""
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"retention must be a number in (0, 1], got {text!r}") from e
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"retention must be in (0, 1], got {text!r}")
+    return value
+
+
+def parse_method(text: str) -> str:
+    if text not in list_methods():
+        raise argparse.ArgumentTypeError(f"unknown method {text!r}; available: {', '.join(list_methods())}")
+    return text
+
+
+def row_name(config: STCConfig, llm: VideoLLM) -> str:
+    """'stc 10%/5%', 'fastv 2% after K=3', 'visionzip 10%'."""
+    method = get_method(config.method)
+    r = 100 * config.retention
+    if method.retention_inside_llm:
+        return f"{config.method} {r:g}% after K={method.layer(config, llm.num_layers)}"
+    if method.inner is not None and config.inner_keep < 1:
+        return f"{config.method} {r:g}%/{r * config.inner_keep:g}%"
+    return f"{config.method} {r:g}%"
+
+
+def plan_rows(methods: list[str], retentions: list[float], settings: list[STCConfig] | None) -> list[STCConfig]:
+    """Configs of the compressed rows: for each retention, each method (``none`` is the baseline
+    row, always first and never repeated). ``settings`` (stc's 'A/B' form) replace stc's rows."""
+    rows: list[STCConfig] = []
+    if settings is not None and "stc" in methods:
+        rows += settings
+    for retention in retentions:
+        for name in methods:
+            if name == "none" or (name == "stc" and settings is not None):
+                continue
+            rows.append(STCConfig(retention=retention, method=name))
+    return rows
 
 
 def default_clip() -> Path:
@@ -119,14 +165,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--video", type=Path, default=None, help="video file (default: gradio's world.mp4)")
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="8 frames")
+    parser.add_argument("--methods", nargs="+", type=parse_method, default=["none", "stc"],
+                        help=f"methods to compare with the baseline (default: none stc; any of {', '.join(list_methods())})")
+    parser.add_argument("--retention", nargs="+", type=parse_retention, default=[0.1, 0.02],
+                        help="retentions as fractions, one row per method each (default: 0.1 0.02; stc keeps 50%% "
+                             "of them after layer K, fastv counts the tokens after its layer K)")
     parser.add_argument("--settings", nargs="+", type=parse_setting, default=None,
-                        help="stc settings as 'A/B' percentages (default: 10/5 2/1)")
+                        help="stc rows as 'A/B' percentages instead of --retention (e.g. 10/5 2/1 2)")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     args = parser.parse_args(argv)
     frames = 8 if args.quick else args.frames
-    settings = args.settings or [parse_setting("10/5"), parse_setting("2/1")]
+    configs = plan_rows(args.methods, args.retention, args.settings)
 
     llm = random_llava_onevision_05b(args.device, args.dtype) if args.model == RANDOM_05B else load(
         args.model, device=args.device, dtype=args.dtype
@@ -136,12 +187,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# stc.bench: {llm.model_id} ({llm.adapter.model_type}), {frames} frames, device {llm.device}, "
           f"dtype {str(llm.dtype).replace('torch.', '')}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads", file=sys.stderr)
-    # warm-up: encodes the video once (cached for every row) and touches every code path
-    llm.answer(video, question, config=settings[-1], max_new_tokens=2)
+    # warm-up: encodes the video once (cached for every row) and touches every method's code path
+    last_of_each = {config.method: config for config in configs}
+    for config in list(last_of_each.values()) or [None]:
+        llm.answer(video, question, config=config, max_new_tokens=2)
     rows = [Row("baseline (100%)", llm.answer(video, question, max_new_tokens=args.max_new_tokens).stats)]
-    for config in settings:
-        name = f"stc {100 * config.retention:g}%/{100 * config.retention * config.inner_keep:g}%"
-        rows.append(Row(name, llm.answer(video, question, config=config, max_new_tokens=args.max_new_tokens).stats))
+    for config in configs:
+        stats = llm.answer(video, question, config=config, max_new_tokens=args.max_new_tokens).stats
+        rows.append(Row(row_name(config, llm), stats))
     base = rows[0].stats
     print(f"vision encoding (shared by all rows, measured once): {base.vision_seconds:.2f} s; "
           f"visual tokens before compression: {base.visual_tokens}; max_new_tokens {args.max_new_tokens}")
