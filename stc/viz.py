@@ -1,0 +1,311 @@
+"""Pictures of one compressed answer: the token-retention grid and the cost comparison chart.
+
+`retention_grid` draws every sampled frame with the fate of each of its patches (kept as
+selected, merged into a refilled DPC-kNN token, merged away at layer K, dropped) and the number
+of tokens the frame sends to the LLM; a frame that sends none is framed in red, because at
+ultra-low retention that is the method working, not a bug. `cost_chart` puts the baseline and
+the compressed run side by side, one panel per cost. Both return PIL images and read only
+`stc.Provenance` / `stc.Stats`, so they run anywhere (the app, a notebook, a report).
+"""
+
+from __future__ import annotations
+
+import colorsys
+import io
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .models.base import DROPPED, MERGED_AT_K, REFILLED, SELECTED, Provenance, Stats
+
+__all__ = ["STATUS_COLORS", "ZERO_TOKENS", "cluster_palette", "cost_chart", "paint_patches", "retention_grid"]
+
+# Colours of the legend; refilled patches take their cluster's colour instead.
+STATUS_COLORS = {
+    SELECTED: (57, 255, 20),  # outline of a patch kept as itself
+    REFILLED: (80, 160, 255),  # legend swatch only
+    MERGED_AT_K: (255, 255, 255),  # hatching over what layer K merged away
+    DROPPED: (40, 40, 40),
+}
+ZERO_TOKENS = (255, 40, 40)  # frame outline and label when a frame sends no token
+_BACKGROUND = (255, 255, 255)
+_TEXT = (20, 20, 20)
+_DROPPED_LEVEL = 0.22  # brightness kept by a dropped patch
+_TINT = 0.42  # weight of the cluster colour over a refilled patch
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one bitmap size
+        return ImageFont.load_default()
+
+
+def cluster_palette(count: int) -> np.ndarray:
+    """[count, 3] uint8 distinct colours, none of them the selected-outline green.
+
+    Hues step by the golden ratio (neighbouring cluster ids never look alike) over the hue
+    circle minus the green band.
+    """
+    colours = np.zeros((max(count, 0), 3), dtype=np.uint8)
+    for i in range(count):
+        hue = (i * 0.618033988749895) % 1.0
+        hue = 0.5 + hue * 0.7  # skip hues 0.2 .. 0.5 (greens and teals)
+        lightness = 0.55 if i % 2 == 0 else 0.68
+        r, g, b = colorsys.hls_to_rgb(hue % 1.0, lightness, 0.95)
+        colours[i] = (round(r * 255), round(g * 255), round(b * 255))
+    return colours
+
+
+def _check(frames: np.ndarray, provenance: Provenance) -> tuple[int, int]:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise ValueError(f"frames must be a non-empty uint8 array [T, H, W, 3], got {frames.dtype} {list(frames.shape)}")
+    status = np.asarray(provenance.status)
+    if status.ndim != 3:
+        raise ValueError(f"provenance.status must be [S, gh, gw], got shape {list(status.shape)}")
+    per_slot = int(provenance.frames_per_slot)
+    if per_slot < 1:
+        raise ValueError(f"provenance.frames_per_slot must be >= 1, got {per_slot}")
+    slots = status.shape[0]
+    if not (slots - 1) * per_slot < len(frames) <= slots * per_slot:
+        raise ValueError(
+            f"{len(frames)} frames do not match {slots} pool frames of {per_slot} frame(s) each"
+        )
+    return slots, per_slot
+
+
+def paint_patches(frame: np.ndarray, status: np.ndarray, cluster: np.ndarray, slot: np.ndarray,
+                  colours: dict[int, np.ndarray], width: int, height: int) -> np.ndarray:
+    """One frame resized to [height, width, 3] uint8 with its patches' fates painted on it.
+
+    status / cluster / slot: [gh, gw] arrays of one pool frame (see `stc.Provenance`);
+    colours: cluster id -> RGB of every cluster id present. Kept patches keep their pixels
+    (green outline), refilled ones are tinted with their cluster's colour, patches merged at
+    layer K are dimmed and hatched white, dropped ones are darkened to near black.
+    """
+    base = np.asarray(Image.fromarray(frame).resize((width, height), Image.BILINEAR), dtype=np.float32)
+    gh, gw = status.shape
+    rows = np.minimum(np.arange(height) * gh // height, gh - 1)
+    cols = np.minimum(np.arange(width) * gw // width, gw - 1)
+    st = status[rows[:, None], cols[None, :]]
+    cl = cluster[rows[:, None], cols[None, :]]
+    sl = slot[rows[:, None], cols[None, :]]
+
+    out = base.copy()
+    grey = base.mean(axis=2, keepdims=True)
+    dropped = st == DROPPED
+    out[dropped] = (grey * _DROPPED_LEVEL)[dropped] + 12
+    tinted = cl >= 0
+    if tinted.any():
+        tint = np.zeros_like(base)
+        for cid in np.unique(cl[tinted]):
+            tint[cl == cid] = colours[int(cid)]
+        out[tinted] = (1 - _TINT) * base[tinted] + _TINT * tint[tinted]
+    merged = st == MERGED_AT_K
+    if merged.any():
+        yy, xx = np.mgrid[0:height, 0:width]
+        out[merged] *= 0.6
+        hatch = merged & (((xx + yy) % 7) == 0)
+        out[hatch] = 0.3 * out[hatch] + 0.7 * np.asarray(STATUS_COLORS[MERGED_AT_K], dtype=np.float32)
+
+    # Outline every token's region (patches sharing a stage-1 slot form one region); a patch
+    # kept as itself gets the bright "selected" outline.
+    edge = np.zeros((height, width), dtype=bool)
+    edge[:, 1:] |= sl[:, 1:] != sl[:, :-1]
+    edge[1:, :] |= sl[1:, :] != sl[:-1, :]
+    edge &= ~dropped
+    out[edge] = out[edge] * 0.5
+    selected = st == SELECTED
+    sel_edge = np.zeros_like(selected)
+    sel_edge[:, 1:] |= selected[:, 1:] & (sl[:, 1:] != sl[:, :-1])
+    sel_edge[:, :-1] |= selected[:, :-1] & (sl[:, :-1] != sl[:, 1:])
+    sel_edge[1:, :] |= selected[1:, :] & (sl[1:, :] != sl[:-1, :])
+    sel_edge[:-1, :] |= selected[:-1, :] & (sl[:-1, :] != sl[1:, :])
+    sel_edge[[0, -1], :] |= selected[[0, -1], :]
+    sel_edge[:, [0, -1]] |= selected[:, [0, -1]]
+    out[sel_edge] = STATUS_COLORS[SELECTED]
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def retention_grid(
+    frames: np.ndarray,
+    provenance: Provenance,
+    *,
+    timestamps=None,
+    tile_width: int = 176,
+    columns: int | None = None,
+    title: str | None = None,
+) -> Image.Image:
+    """The token-retention grid of one compressed answer.
+
+    Args:
+        frames: uint8 [T, H, W, 3], the sampled frames (thumbnails are fine: only the aspect
+            ratio matters). T must match the provenance: S pool frames of
+            ``provenance.frames_per_slot`` sampled frames each (the last may be short).
+        provenance: `stc.Provenance` of the compressed answer.
+        timestamps: optional float [T] seconds of each frame, else the pool frames' starts.
+        tile_width: width of one frame's tile in pixels.
+        columns: tiles per row (default: up to 8).
+        title: one line drawn above the grid.
+    Returns:
+        An RGB image: every frame with its patches painted by fate (see the legend drawn at its
+        bottom) and a label ``#i  t  k tok``, k = the tokens that enter the LLM from its pool
+        frame; k = 0 is outlined in red.
+    """
+    frames = np.asarray(frames)
+    slots, per_slot = _check(frames, provenance)
+    status = np.asarray(provenance.status)
+    cluster = np.asarray(provenance.cluster)
+    slot = np.asarray(provenance.slot)
+    counts = np.asarray(provenance.tokens_per_frame).astype(int)
+    if timestamps is None:
+        starts = np.asarray(provenance.timestamps, dtype=float)
+        timestamps = [starts[t // per_slot] if t // per_slot < len(starts) else float("nan") for t in range(len(frames))]
+    timestamps = np.asarray(timestamps, dtype=float)
+
+    ids = np.unique(cluster[cluster >= 0])
+    palette = cluster_palette(len(ids))
+    colours = {int(cid): palette[i].astype(np.float32) for i, cid in enumerate(ids)}
+
+    count = len(frames)
+    columns = columns or min(8, count)
+    if columns < 1:
+        raise ValueError(f"columns must be >= 1, got {columns}")
+    rows = math.ceil(count / columns)
+    h, w = frames.shape[1:3]
+    tile_w = int(tile_width)
+    tile_h = max(8, round(tile_w * h / w))
+    pad, label_h, border = 6, 18, 3
+    title_h = 26 if title else 0
+    legend_h = 30
+    width = columns * (tile_w + pad) + pad
+    height = title_h + rows * (tile_h + label_h + pad) + pad + legend_h
+    canvas = Image.new("RGB", (width, height), _BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    small, big = _font(12), _font(15)
+    if title:
+        draw.text((pad, 5), title, fill=_TEXT, font=big)
+
+    for t in range(count):
+        s = t // per_slot
+        r, c = divmod(t, columns)
+        x = pad + c * (tile_w + pad)
+        y = title_h + pad + r * (tile_h + label_h + pad)
+        tile = paint_patches(frames[t], status[s], cluster[s], slot[s], colours, tile_w, tile_h)
+        canvas.paste(Image.fromarray(tile), (x, y))
+        k = int(counts[s]) if s < len(counts) else 0
+        if per_slot > 1:
+            first, last = s * per_slot + 1, min((s + 1) * per_slot, count)
+            name = f"#{first}-{last}" if last > first else f"#{first}"
+        else:
+            name = f"#{t + 1}"
+        when = "" if math.isnan(timestamps[t]) else f"  {timestamps[t]:.1f}s"
+        colour = ZERO_TOKENS if k == 0 else _TEXT
+        draw.text((x + 1, y + tile_h + 2), f"{name}{when}", fill=_TEXT, font=small)
+        draw.text((x + tile_w - 1, y + tile_h + 2), f"{k} tok", fill=colour, font=small, anchor="ra")
+        if k == 0:
+            draw.rectangle([x - 2, y - 2, x + tile_w + 1, y + tile_h + 1], outline=ZERO_TOKENS, width=border)
+
+    # Legend with the patch count of each fate.
+    totals = np.bincount(status.ravel().astype(np.int64), minlength=4)
+    y = height - legend_h + 8
+    x = pad
+    items = [
+        (STATUS_COLORS[SELECTED], f"kept ({totals[SELECTED]})", "outline"),
+        (tuple(int(v) for v in palette[0]) if len(palette) else STATUS_COLORS[REFILLED],
+         f"merged into a refilled token, colour = cluster ({totals[REFILLED]})", "fill"),
+        (STATUS_COLORS[MERGED_AT_K], f"merged at layer K ({totals[MERGED_AT_K]})", "hatch"),
+        (STATUS_COLORS[DROPPED], f"dropped ({totals[DROPPED]})", "fill"),
+        (ZERO_TOKENS, "frame sends 0 tokens", "outline"),
+    ]
+    for colour, text, kind in items:
+        box = [x, y, x + 14, y + 14]
+        if kind == "outline":
+            draw.rectangle(box, fill=(90, 90, 90), outline=colour, width=2)
+        elif kind == "hatch":
+            draw.rectangle(box, fill=(60, 60, 60))
+            for o in range(-14, 15, 7):
+                draw.line([x + max(o, 0), y + max(-o, 0), x + min(14, 14 + o), y + min(14, 14 - o)], fill=colour, width=1)
+        else:
+            draw.rectangle(box, fill=colour)
+        draw.text((x + 19, y + 1), text, fill=_TEXT, font=small)
+        x += 19 + int(draw.textlength(text, font=small)) + 16
+    return canvas
+
+
+# --------------------------------------------------------------------------------------------
+# Costs.
+# --------------------------------------------------------------------------------------------
+
+
+def _panels(baseline: Stats, compressed: Stats) -> list[tuple[str, float, float, str, str]]:
+    """(title, baseline value, compressed value, baseline text, compressed text) per panel."""
+    gib = 2**30
+    unit, scale = ("T", 1e12) if max(baseline.flops, compressed.flops) >= 1e11 else ("G", 1e9)
+    memory = "CUDA max allocated" if compressed.peak_memory_kind == "cuda_max_allocated" else "process RSS"
+    after_k = (
+        f" ({compressed.visual_tokens_stage2:,} after K)"
+        if compressed.visual_tokens_stage2 != compressed.visual_tokens_stage1
+        else ""
+    )
+    return [
+        ("visual tokens into the LLM", baseline.visual_tokens_stage1, compressed.visual_tokens_stage1,
+         f"{baseline.visual_tokens_stage1:,}", f"{compressed.visual_tokens_stage1:,}{after_k}"),
+        (f"LLM {unit}FLOPs (paper convention)", baseline.flops / scale, compressed.flops / scale,
+         f"{baseline.flops / scale:.3g}", f"{compressed.flops / scale:.3g}"),
+        ("vision encoding (s)", baseline.vision_seconds, compressed.vision_seconds,
+         f"{baseline.vision_seconds:.2f}", f"{compressed.vision_seconds:.2f}" + (" (shared)" if compressed.vision_cached else "")),
+        ("compression (s)", baseline.compress_seconds, compressed.compress_seconds,
+         f"{baseline.compress_seconds:.3f}", f"{compressed.compress_seconds:.3f}"),
+        ("prefill (s)", baseline.prefill_seconds, compressed.prefill_seconds,
+         f"{baseline.prefill_seconds:.3f}", f"{compressed.prefill_seconds:.3f}"),
+        ("time to first token (s)", baseline.ttft_seconds, compressed.ttft_seconds,
+         f"{baseline.ttft_seconds:.2f}", f"{compressed.ttft_seconds:.2f}"),
+        ("decoding (tokens/s)", baseline.decode_tokens_per_second, compressed.decode_tokens_per_second,
+         f"{baseline.decode_tokens_per_second:.1f}", f"{compressed.decode_tokens_per_second:.1f}"),
+        (f"peak memory (GiB, {memory})", baseline.peak_memory_bytes / gib, compressed.peak_memory_bytes / gib,
+         f"{baseline.peak_memory_bytes / gib:.2f}", f"{compressed.peak_memory_bytes / gib:.2f}"),
+    ]
+
+
+def cost_chart(
+    baseline: Stats,
+    compressed: Stats,
+    *,
+    labels: tuple[str, str] = ("baseline", "compressed"),
+    title: str | None = None,
+) -> Image.Image:
+    """Baseline vs compressed, one bar panel per cost (tokens, FLOPs, times, rate, memory).
+
+    Each bar carries its value; FLOPs follow `stc.flops` (LLM only, visual tokens, 100 decoded
+    tokens), times are the ones `VideoLLM.answer` measured. Needs matplotlib.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    panels = _panels(baseline, compressed)
+    fig = Figure(figsize=(13, 5.2), dpi=100, layout="constrained")
+    axes = fig.subplots(2, 4)
+    colours = ("#9aa0a6", "#1f77b4")
+    for ax, (name, b, c, bt, ct) in zip(axes.ravel(), panels):
+        values = [max(float(b), 0.0), max(float(c), 0.0)]
+        bars = ax.bar([0, 1], values, color=colours, width=0.6)
+        top = max(values) or 1.0
+        ax.set_ylim(0, top * 1.28)
+        for bar, text in zip(bars, (bt, ct)):
+            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + top * 0.03, text,
+                    ha="center", va="bottom", fontsize=8.5)
+        ax.set_xticks([0, 1], labels)
+        ax.set_title(name, fontsize=10)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.spines[["top", "right"]].set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")

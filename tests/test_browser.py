@@ -1,0 +1,96 @@
+"""A person's path through the app in a real browser: headless Chromium (Debian's, at
+/usr/bin/chromium) driven by Playwright uploads a clip, asks, runs, and sees both answers and
+the retention grid. Loopback only. Outside CI a machine without Chromium skips this test; in
+CI (CI=true) a missing browser fails it loudly, since `make test` installs one."""
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_app import CLIP, free_port, import_app  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")  # Debian's; `make test` installs it
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    missing = []
+    if not os.access(CHROMIUM, os.X_OK):
+        missing.append(f"{CHROMIUM} (apt-get install -y chromium; `make test` does it)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing.append("the playwright package (pip install -e '.[test]')")
+    if missing:
+        message = "the browser test needs " + " and ".join(missing)
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def url():
+    app = import_app()
+    demo = app.build_demo()
+    port = free_port()
+    app.launch(demo, server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+def test_upload_run_and_see_both_answers_and_the_grid(browser, url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(url)
+        page.wait_for_selector("#run", timeout=60_000)
+        assert "meaningless" in page.inner_text("#banner")
+
+        page.set_input_files("#video input[type=file]", str(CLIP))
+        page.wait_for_selector("#video video", timeout=60_000)
+        page.fill("#question textarea", "What is shown in this video?")
+        frames = page.locator("#frames input[type=number]")
+        frames.fill("8")
+        frames.press("Enter")
+        page.click("#run")
+
+        page.wait_for_function(
+            """() => ['#baseline-answer', '#compressed-answer'].every(
+                   id => (document.querySelector(id + ' textarea')?.value || '').length > 0)""",
+            timeout=120_000,
+        )
+        page.wait_for_function(
+            "() => { const img = document.querySelector('#grid img'); return img && img.complete && img.naturalWidth > 0 }",
+            timeout=60_000,
+        )
+        page.wait_for_function(
+            "() => document.querySelector('#compressed-answer').innerText.includes('compressed — stc 2%')",
+            timeout=30_000,
+        )
+        assert page.input_value("#baseline-answer textarea").strip()
+        assert page.input_value("#compressed-answer textarea").strip()
+        assert re.search(r"\bof 8 frames send no token", page.inner_text("#summary"))  # the 8-frame setting took
+        assert page.locator("#metrics").inner_text().count("visual tokens") >= 3
+    finally:
+        page.close()
