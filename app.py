@@ -96,7 +96,8 @@ def run(video, question, model_id, retention, frames, method, tau, cluster_ratio
                                title=f"{result.model_id} on {result.device} · {len(result.frames)} frames")
         table = {"headers": logic.METRIC_HEADERS, "data": logic.metrics_rows(result)}
         reason = STARTUP.fallback_reason if llm is STARTUP.llm else None
-        return (logic.banner(llm, fallback_reason=reason), result.baseline.text, result.compressed.text, grid,
+        return (logic.banner(llm, fallback_reason=reason), logic.shown_text(result.baseline),
+                logic.shown_text(result.compressed), grid,
                 table, chart, logic.details(result))
     except gr.Error:
         raise

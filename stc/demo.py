@@ -522,6 +522,11 @@ def metrics_rows(result: Comparison) -> list[list[str]]:
     ]
 
 
+def shown_text(answer) -> str:
+    """What the UI shows for an answer: an empty reply (the model ended at once) says so."""
+    return answer.text or "(empty answer: the model ended its reply at once)"
+
+
 def run_label(config: STCConfig) -> str:
     """'stc 2%' — the compressed run's name in tables and charts."""
     return f"{config.method} {config.retention * 100:g}%"

@@ -726,6 +726,21 @@ def _processor(name, tokenizer):
 # --------------------------------------------------------------------------------------------
 
 
+@torch.no_grad()
+def _zero_mean_patch_filters(model) -> None:
+    """Make the vision tower's random patch filters sum to zero, as trained ones nearly do.
+
+    A random filter has a non-zero sum, so on natural images (locally flat patches) every patch
+    embeds as brightness x one shared direction and all visual tokens come out alike (mean
+    cosine ~0.99): unified selection then keeps one token and the demo's grid shows nothing.
+    Zero-sum filters respond to content, which gives tokens that differ as real ones do.
+    """
+    tower = model.model.visual if hasattr(model.model, "visual") else model.model.vision_tower
+    embed = tower.patch_embed.proj if hasattr(tower, "patch_embed") else tower.embeddings.patch_embedding
+    w = embed.weight
+    w.sub_(w.mean(dim=tuple(range(1, w.dim())), keepdim=True))
+
+
 def build_tiny(name: str, *, dtype: torch.dtype = torch.float32, seed: int = 0):
     """Build (model, processor) for a tiny id in `TINY_IDS`; offline, about a second.
 
@@ -738,6 +753,7 @@ def build_tiny(name: str, *, dtype: torch.dtype = torch.float32, seed: int = 0):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = cls._from_config(config, dtype=dtype, attn_implementation="sdpa")
+    _zero_mean_patch_filters(model)
     model.eval()
     # As the checkpoints' generation_config.json: stop at <|im_end|> (Qwen2.5-VL also at
     # <|endoftext|>), pad with <|endoftext|>.
