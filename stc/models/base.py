@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import threading
-from contextlib import nullcontext
 import time
 from collections import OrderedDict
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
