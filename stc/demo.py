@@ -10,8 +10,13 @@ meaningless. The app never fails to start for want of a model.
 
 One comparison: the video is decoded once, the uncompressed baseline and the compressed run
 answer on ONE model instance, and the second run takes the encoded frames from the model's
-cache (`VideoLLM.encode`), so the vision encoder runs once. Everything returned is plain data
-(numpy arrays, dataclasses): it crosses a process boundary on ZeroGPU.
+cache (`VideoLLM.encode`), so the vision encoder runs once. `compare_methods` does the same for
+the baseline and several methods at one retention. Everything returned is plain data (numpy
+arrays, dataclasses): it crosses a process boundary on ZeroGPU.
+
+Guard rails: `Limits` (upload size, video duration and frame size, generation time, queue),
+read from the environment; `check_video_path` (only uploads and the examples are read) and
+`check_video_limits` (a header probe, before any decoding) refuse a request in one line.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import socket
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 from urllib.parse import urlparse
 
 import numpy as np
@@ -33,7 +39,8 @@ import numpy as np
 from .config import STCConfig
 from .methods import get_method, list_methods
 from .models import Answer, VideoLLM, load
-from .video import Video, load_video
+from .models.base import MAX_QUESTION_CHARS, check_question
+from .video import Video, VideoInfo, load_video, probe
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +64,75 @@ MODELS: dict[str, tuple[str, float]] = {
 RETENTION_PERCENT = (1.0, 50.0, 2.0)  # min, max, default
 FRAMES = (8, 64, 32)
 MAX_NEW_TOKENS = (8, 512, 128)
+# The methods compare mode ticks at first: the paper's own comparison.
+COMPARE_DEFAULT = ("stc", "fastv", "visionzip", "fastvid", "holitom")
+GPU_SECONDS_MAX = 240  # the longest ZeroGPU slot one click asks for
 
 
 class ModelUnavailable(RuntimeError):
     """A checkpoint that cannot be loaded here (no hub, not cached, too large for this machine)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The app's guard rails; each has an environment variable (and `app.py` a flag).
+
+    max_upload_mb: larger uploads are refused by the server before they are stored.
+    max_video_seconds: longer videos (by their header) are refused before any decoding.
+    max_video_side: videos whose frames are larger on their longer side are refused.
+    max_generate_seconds: each answer stops generating here (and says so).
+    concurrency: requests that run at once; queue_size: requests that may wait, beyond
+        which a visitor is told the app is busy.
+    cache_max_age: seconds after which uploads and drawn outputs are deleted from disk.
+    """
+
+    max_upload_mb: float = 200.0
+    max_video_seconds: float = 3600.0
+    max_video_side: int = 8192
+    max_generate_seconds: float = 120.0
+    concurrency: int = 1
+    queue_size: int = 32
+    cache_max_age: int = 3600
+
+    ENV: ClassVar[dict[str, str]] = {
+        "max_upload_mb": "STC_MAX_UPLOAD_MB",
+        "max_video_seconds": "STC_MAX_VIDEO_SECONDS",
+        "max_video_side": "STC_MAX_VIDEO_SIDE",
+        "max_generate_seconds": "STC_MAX_GENERATE_SECONDS",
+        "concurrency": "STC_CONCURRENCY",
+        "queue_size": "STC_QUEUE_SIZE",
+        "cache_max_age": "STC_CACHE_MAX_AGE",
+    }
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = int if f.type in ("int", int) else float
+            try:
+                number = kind(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"limit {f.name} must be a positive number, got {value!r}") from None
+            if isinstance(value, bool) or not math.isfinite(number) or number <= 0 or (kind is int and number != value):
+                raise ValueError(f"limit {f.name} must be a positive {'integer' if kind is int else 'number'}, got {value!r}")
+            object.__setattr__(self, f.name, number)
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides) -> Limits:
+        """Defaults, then the STC_* variables of ``environ`` (default os.environ), then the
+        ``overrides`` that are not None. ValueError naming the variable for a bad value."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            variable = cls.ENV[f.name]
+            text = (environ.get(variable) or "").strip()
+            if text:
+                try:
+                    values[f.name] = getattr(cls(**{f.name: float(text)}), f.name)
+                except ValueError:
+                    kind = "integer" if f.type in ("int", int) else "number"
+                    raise ValueError(f"{variable} must be a positive {kind}, got {text!r}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,6 +364,15 @@ def one_line(err: BaseException | str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_FOLDERS = re.compile(r"""(?<![\w.:/])/(?:[^\s/'"`]+/)+(?=[^\s/'"`])""")
+
+
+def hide_folders(message: str) -> str:
+    """``message`` with the folders of absolute paths removed ('/tmp/gradio/ab12/clip.mp4' ->
+    'clip.mp4'): a visitor sees the name of their upload, never the server's layout."""
+    return _FOLDERS.sub("", message)
+
+
 def _number(name: str, value, lo: float, hi: float) -> float:
     try:
         number = float(value)
@@ -344,16 +425,97 @@ def make_config(
 
 def check_request(video, question, num_frames, max_new_tokens) -> tuple[str, str, int, int]:
     """Validate what a request carries besides the config; one-line ValueErrors."""
+    if isinstance(video, dict):  # a gradio FileData payload
+        video = video.get("path") or (video.get("video") or {}).get("path")
     if video is None or (isinstance(video, str) and not video.strip()):
         raise ValueError("upload a video first (or pick an example)")
-    if isinstance(video, dict):  # a gradio FileData payload
-        video = video.get("path") or video.get("video", {}).get("path")
     path = os.fspath(video)
     if not isinstance(question, str) or not question.strip():
         raise ValueError("type a question about the video")
+    question = check_question(question)  # at most MAX_QUESTION_CHARS
     frames = _integer("frames", num_frames, FRAMES[0], FRAMES[1])
     tokens = _integer("max new tokens", max_new_tokens, MAX_NEW_TOKENS[0], MAX_NEW_TOKENS[1])
-    return path, question.strip(), frames, tokens
+    return path, question, frames, tokens
+
+
+def check_methods(methods) -> list[str]:
+    """The methods ticked for compare mode, in registry order; one-line ValueErrors."""
+    if isinstance(methods, str):
+        methods = [methods]
+    chosen = list(dict.fromkeys(methods or []))
+    if not chosen:
+        raise ValueError("tick at least one method to compare")
+    available = method_choices()
+    unknown = [m for m in chosen if m not in available]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r}; available: {', '.join(available)}")
+    return [m for m in available if m in chosen]
+
+
+def check_model(model_id, offered) -> str:
+    """``model_id`` when it is one of the ``offered`` ids (a visitor never loads anything else)."""
+    offered = list(offered)
+    if not isinstance(model_id, str) or model_id.strip() not in offered:
+        raise ValueError(f"unknown model {model_id!r}; pick one of: {', '.join(offered)}")
+    return model_id.strip()
+
+
+def check_video_path(path: str | os.PathLike, allowed_dirs) -> str:
+    """The real path of ``path`` if it lies inside one of ``allowed_dirs`` (symlinks and
+    ``..`` resolved), else a ValueError: an app reads only its uploads and its examples."""
+    real = os.path.realpath(os.fspath(path))
+    for folder in allowed_dirs:
+        root = os.path.realpath(os.fspath(folder))
+        if os.path.commonpath([real, root]) == root and real != root:
+            return real
+    raise ValueError(f"{Path(path).name} is not an uploaded video: this app reads only uploads and its own examples")
+
+
+def clock(seconds: float) -> str:
+    """A length of video: '1:02:03', '4:05' or '7 s'."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def span(seconds: float) -> str:
+    """A limit in words: '90 s', '60 min', '2.5 h'."""
+    if seconds < 120:
+        return f"{round(seconds, 3):g} s"
+    if seconds < 7200:
+        return f"{round(seconds / 60, 1):g} min"
+    return f"{round(seconds / 3600, 1):g} h"
+
+
+def check_video_limits(path: str | os.PathLike, limits: Limits) -> VideoInfo:
+    """Read the header only (`stc.video.probe`) and refuse a video over the duration or frame
+    size limit before anything is decoded. Also the one-line ValueErrors of a bad file."""
+    info = probe(path)
+    if info.duration is not None and info.duration > limits.max_video_seconds:
+        raise ValueError(
+            f"video is {clock(info.duration)} long; this app takes videos up to {span(limits.max_video_seconds)} "
+            "(trim it first)"
+        )
+    if max(info.width, info.height) > limits.max_video_side:
+        raise ValueError(
+            f"video frames are {info.width}x{info.height}; this app takes up to {limits.max_video_side} pixels "
+            "on the longer side"
+        )
+    return info
+
+
+def limits_text(limits: Limits) -> str:
+    """The limits as one Markdown paragraph for the page."""
+    return (
+        f"Limits: videos up to {limits.max_upload_mb:g} MB, {span(limits.max_video_seconds)} long and "
+        f"{limits.max_video_side} px on the longer side; questions up to {MAX_QUESTION_CHARS} characters; "
+        f"{FRAMES[0]}–{FRAMES[1]} frames; each answer stops after {span(limits.max_generate_seconds)}. "
+        f"{limits.concurrency} request{'s' * (limits.concurrency != 1)} run{'s' * (limits.concurrency == 1)} at once "
+        f"and {limits.queue_size} can wait; beyond that the app answers that it is busy."
+    )
 
 
 def check_layer(config: STCConfig, llm: VideoLLM) -> None:
@@ -367,18 +529,24 @@ def check_layer(config: STCConfig, llm: VideoLLM) -> None:
         )
 
 
-def gpu_seconds(model_id: str, video: str, question: str, config: STCConfig, num_frames: int,
-                max_new_tokens: int) -> int:
-    """ZeroGPU budget of one comparison: two generations plus one vision pass, by frames/tokens.
+def gpu_seconds(model_id: str, video: str, question: str, config, num_frames: int, max_new_tokens: int,
+                max_seconds: float | None = None) -> int:
+    """ZeroGPU budget of one click: one vision pass plus a generation per run, by frames/tokens.
 
-    Called with the GPU function's own arguments. Generous for a 7B model on an H200-class
-    slice (vision ~0.1 s/frame, decoding ~30 tok/s) plus fixed start-up cost.
+    Called with the GPU function's own arguments: ``config`` is one `STCConfig` (baseline +
+    compressed: two runs) or a sequence of them (compare mode: the baseline + one run each).
+    Generous for a 7B model on an H200-class slice (vision ~0.1 s/frame, decoding ~30 tok/s)
+    plus fixed start-up cost; a generation counts at most ``max_seconds``.
     """
     big = MODELS.get(model_id, ("", 8.0))[1] >= 3 or model_id not in MODELS
     per_frame = 0.6 if big else 0.2
     per_token = 0.08 if big else 0.03
-    seconds = 20 + per_frame * int(num_frames) + 2 * per_token * int(max_new_tokens)
-    return int(min(240, math.ceil(seconds)))
+    runs = 1 + (len(config) if isinstance(config, (list, tuple)) else 1)
+    generation = per_token * int(max_new_tokens)
+    if max_seconds:
+        generation = min(generation, float(max_seconds))
+    seconds = 20 + per_frame * int(num_frames) + runs * generation
+    return int(min(GPU_SECONDS_MAX, math.ceil(seconds)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,6 +568,50 @@ class Comparison:
     timestamps: np.ndarray  # [T] seconds
     note: str | None  # e.g. fewer frames in the file than asked
     seconds: float  # wall time of the whole comparison
+    video_name: str = ""  # the file's name, for the text shown with the results
+
+    @property
+    def notes(self) -> list[str]:
+        """Everything the visitor should know, once each (the video's note, time limits)."""
+        return _unique_notes(self.note, self.baseline, self.compressed)
+
+
+@dataclass
+class MethodComparison:
+    """The baseline and several methods' answers to one question about one video (picklable).
+
+    runs[i] answers with configs[i]; every run used the same model instance and the same
+    encoded frames.
+    """
+
+    model_id: str
+    device: str
+    is_tiny: bool
+    question: str
+    video_name: str
+    baseline: Answer
+    runs: list[Answer]
+    frames: np.ndarray  # [T, h, w, 3] uint8 thumbnails of the sampled frames
+    timestamps: np.ndarray  # [T] seconds
+    note: str | None
+    seconds: float
+
+    @property
+    def notes(self) -> list[str]:
+        return _unique_notes(self.note, self.baseline, *self.runs)
+
+
+def _unique_notes(note: str | None, *answers: Answer) -> list[str]:
+    notes = [note] if note else []
+    for answer in answers:
+        notes.extend(answer.notes)
+    return list(dict.fromkeys(notes))
+
+
+def _video_name(video) -> str:
+    if isinstance(video, Video):
+        return Path(video.source).name if video.source else "frames in memory"
+    return Path(video).name
 
 
 Progress = Callable[[float, str], None]
@@ -434,17 +646,20 @@ def compare(
     *,
     num_frames: int = FRAMES[2],
     max_new_tokens: int = MAX_NEW_TOKENS[2],
+    max_seconds: float | None = None,
     progress: Progress | None = None,
 ) -> Comparison:
     """Decode once, answer without and with ``config`` on the same model, encode once.
 
     ``progress(fraction, description)`` is called at each step (decoding, encoding,
-    compressing, each generation). Errors propagate as raised (ValueError for bad input).
+    compressing, each generation); ``max_seconds`` bounds each generation. Errors propagate
+    as raised (ValueError for bad input, `stc.OutOfMemory`).
     """
     if not isinstance(config, STCConfig):
         raise ValueError(f"config must be an stc.STCConfig, got {type(config).__name__}")
     report = progress or (lambda _fraction, _desc: None)
     start = time.perf_counter()
+    video_name = _video_name(video)
     if not isinstance(video, Video):
         report(0.0, "decoding the video")
         video = load_video(Path(video), num_frames=num_frames)
@@ -457,8 +672,10 @@ def compare(
 
         return step
 
-    baseline = llm.answer(video, question, config=None, max_new_tokens=max_new_tokens, progress=stage("baseline"))
-    compressed = llm.answer(video, question, config=config, max_new_tokens=max_new_tokens, progress=stage("compressed"))
+    baseline = llm.answer(video, question, config=None, max_new_tokens=max_new_tokens, max_seconds=max_seconds,
+                          progress=stage("baseline"))
+    compressed = llm.answer(video, question, config=config, max_new_tokens=max_new_tokens, max_seconds=max_seconds,
+                            progress=stage("compressed"))
     report(1.0, "done")
     return Comparison(
         model_id=llm.model_id,
@@ -467,6 +684,59 @@ def compare(
         question=question,
         baseline=baseline,
         compressed=compressed,
+        frames=thumbnails(video.frames),
+        timestamps=np.asarray(video.timestamps, dtype=np.float64),
+        note=video.note,
+        seconds=time.perf_counter() - start,
+        video_name=video_name,
+    )
+
+
+def compare_methods(
+    llm: VideoLLM,
+    video: Video | str | os.PathLike,
+    question: str,
+    configs,
+    *,
+    num_frames: int = FRAMES[2],
+    max_new_tokens: int = MAX_NEW_TOKENS[2],
+    max_seconds: float | None = None,
+    progress: Progress | None = None,
+) -> MethodComparison:
+    """The baseline and one run per config on one model: decoded once, encoded once.
+
+    ``configs``: a non-empty sequence of `STCConfig` (typically every method at one
+    retention). Progress and errors as in `compare`.
+    """
+    configs = list(configs)
+    if not configs or not all(isinstance(c, STCConfig) for c in configs):
+        raise ValueError("configs must be a non-empty sequence of stc.STCConfig")
+    report = progress or (lambda _fraction, _desc: None)
+    start = time.perf_counter()
+    video_name = _video_name(video)
+    if not isinstance(video, Video):
+        report(0.0, "decoding the video")
+        video = load_video(Path(video), num_frames=num_frames)
+    labels = ["baseline"] + [run_label(c) for c in configs]
+    total = 1 + 3 * len(labels)
+    answers = []
+    for i, (label, config) in enumerate(zip(labels, [None] + configs)):
+        def step(what: str, i=i, label=label) -> None:
+            offset = {"encoding video": 1, "preparing prompt": 2, "compressing": 2, "generating": 3}.get(what)
+            if offset is not None:
+                report((3 * i + offset) / total, f"{label}: {what} — run {i + 1} of {len(labels)}")
+
+        answers.append(llm.answer(video, question, config=config, max_new_tokens=max_new_tokens,
+                                  max_seconds=max_seconds, progress=step))
+    report(1.0, "done")
+    return MethodComparison(
+        model_id=llm.model_id,
+        device=device_name(llm),
+        is_tiny=llm.is_tiny,
+        question=question,
+        video_name=video_name,
+        baseline=answers[0],
+        runs=answers[1:],
         frames=thumbnails(video.frames),
         timestamps=np.asarray(video.timestamps, dtype=np.float64),
         note=video.note,
@@ -532,13 +802,24 @@ def run_label(config: STCConfig) -> str:
     return f"{config.method} {config.retention * 100:g}%"
 
 
-def grid_title(result: Comparison) -> str:
-    c = result.compressed.stats
-    label = run_label(result.compressed.config)
+def answer_title(answer: Answer, num_frames: int) -> str:
+    """'stc 2%: 31 of 1,568 visual tokens enter the LLM, 16 remain after layer 16 · 8 frames'."""
+    c = answer.stats
+    label = run_label(answer.config) if answer.config is not None else "baseline"
     text = f"{label}: {c.visual_tokens_stage1:,} of {c.visual_tokens:,} visual tokens enter the LLM"
     if c.visual_tokens_stage2 != c.visual_tokens_stage1:
         text += f", {c.visual_tokens_stage2:,} remain after layer {c.inner_layer}"
-    return text + f" · {len(result.frames)} frames"
+    return text + f" · {num_frames} frames"
+
+
+def grid_title(result: Comparison) -> str:
+    return answer_title(result.compressed, len(result.frames))
+
+
+def _request_line(result) -> str:
+    question = result.question if len(result.question) <= 160 else result.question[:159] + "…"
+    video = f"`{result.video_name}`, " if result.video_name else ""
+    return f"{video}{len(result.frames)} frames sampled · “{question}”"
 
 
 def details(result: Comparison) -> str:
@@ -553,7 +834,62 @@ def details(result: Comparison) -> str:
         f"({c.visual_tokens_stage1 / max(c.visual_tokens, 1):.1%}); {zero} of {len(p.tokens_per_frame)} {unit} "
         f"send no token. Both runs used one model instance; the video was encoded once. "
         f"Total {result.seconds:.1f} s.",
+        _request_line(result),
     ]
-    if result.note:
-        lines.append(f"Note: {result.note}.")
+    lines.extend(f"Note: {note}." for note in result.notes)
+    return "\n\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# What the app shows of a comparison of several methods.
+# --------------------------------------------------------------------------------------------
+
+METHODS_ANSWER_HEADERS = ["run", "answer"]
+METHODS_HEADERS = [
+    "run", "visual tokens in LLM → after K", "FLOPs", "% of baseline FLOPs", "compression s", "prefill s",
+    "prefill vs baseline", "TTFT s", "decode tok/s", "peak mem GiB",
+]
+
+
+def methods_labels(result: MethodComparison) -> list[str]:
+    return ["baseline"] + [run_label(a.config) for a in result.runs]
+
+
+def methods_answer_rows(result: MethodComparison) -> list[list[str]]:
+    """[run, answer] for the baseline and every method."""
+    answers = [result.baseline, *result.runs]
+    return [[label, shown_text(a)] for label, a in zip(methods_labels(result), answers)]
+
+
+def methods_rows(result: MethodComparison) -> list[list[str]]:
+    """One row of costs per run (`METHODS_HEADERS`), the baseline first."""
+    b = result.baseline.stats
+    rows = []
+    for label, answer in zip(methods_labels(result), [result.baseline, *result.runs]):
+        c = answer.stats
+        tokens = f"{c.visual_tokens_stage1:,}"
+        if c.visual_tokens_stage2 != c.visual_tokens_stage1:
+            tokens += f" → {c.visual_tokens_stage2:,} (K = {c.inner_layer})"
+        rows.append([
+            label, tokens, flops_text(c.flops), _ratio(b.flops, c.flops), f"{c.compress_seconds:.3f}",
+            f"{c.prefill_seconds:.3f}", "—" if answer is result.baseline else _speedup(b.prefill_seconds, c.prefill_seconds),
+            f"{c.ttft_seconds:.3f}", f"{c.decode_tokens_per_second:.1f}", f"{c.peak_memory_bytes / 2**30:.2f}",
+        ])
+    return rows
+
+
+def methods_details(result: MethodComparison) -> str:
+    """Markdown under the compare table: what ran, on what, and any note."""
+    b = result.baseline.stats
+    retention = {f"{a.config.retention * 100:g}%" for a in result.runs}
+    memory = "CUDA max allocated" if b.peak_memory_kind == "cuda_max_allocated" else "process RSS"
+    lines = [
+        (f"**{len(result.runs)} method{'s' * (len(result.runs) != 1)} at {', '.join(sorted(retention))} retention** "
+         f"and the baseline on `{result.model_id}` ({result.device}). One model instance; the video was decoded "
+         f"once and encoded once ({b.vision_seconds:.2f} s, shared by every run; time to first token counts it for "
+         f"each). TTFT = time to first token; peak memory is {memory}. Total {result.seconds:.1f} s."),
+        _request_line(result),
+        "Retention grids, top to bottom: " + ", ".join(methods_labels(result)[1:]) + ".",
+    ]
+    lines.extend(f"Note: {note}." for note in result.notes)
     return "\n\n".join(lines)

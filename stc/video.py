@@ -6,7 +6,8 @@ file could not give what was asked. Sampling is uniform over the whole video by 
 (`sample_indices`). decord reads frames when it is importable, PyAV otherwise; PyAV always
 validates the file first, so a bad file gets the same one-line `ValueError` either way. Long
 files are never decoded whole: PyAV seeks to the keyframe before each sampled frame and
-decodes forward from there.
+decodes forward from there. `probe` reads only the header (duration, frame rate, size), for
+limits checked before any decoding.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MAX_FRAMES", "Video", "load_video", "sample_indices"]
+__all__ = ["MAX_FRAMES", "Video", "VideoInfo", "load_video", "probe", "sample_indices"]
 
 MAX_FRAMES = 1024
 # Longer side of decoded frames (LLaVA-OV resizes to 384; Qwen2.5-VL's default video budget
@@ -384,6 +385,56 @@ def _decord_available() -> bool:
     return True
 
 
+def _check_file(path: str | os.PathLike) -> str:
+    path = os.fspath(path)
+    file = Path(path)
+    if not file.exists():
+        raise ValueError(f"video file not found: {path}")
+    if not file.is_file():
+        raise ValueError(f"not a file: {path}")
+    if file.stat().st_size == 0:
+        raise ValueError(f"video file is empty: {path}")
+    return path
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file's header says about its first video stream (see `probe`).
+
+    duration: seconds, None when the container does not say; fps: average frame rate, None
+    when unknown; frames: declared frame count (from duration x fps when the header has none;
+    0 when unknown); width / height: coded frame size in pixels.
+    """
+
+    duration: float | None
+    fps: float | None
+    frames: int
+    width: int
+    height: int
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Read a video file's header without decoding a frame (milliseconds, whatever its length).
+
+    For checks before the real work, such as an app's duration or resolution limits. Raises
+    the same one-line ValueErrors as `load_video` for a missing, empty, non-video or
+    audio-only file; a file whose header parses but whose frames are corrupt passes here and
+    fails in `load_video`.
+    """
+    path = _check_file(path)
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        header = _probe(stream, container)
+        context = stream.codec_context
+        return VideoInfo(
+            duration=header.duration,
+            fps=header.fps,
+            frames=header.declared_frames,
+            width=int(context.width or 0),
+            height=int(context.height or 0),
+        )
+
+
 def load_video(
     path: str | os.PathLike, num_frames: int = 32, *, backend: str = "auto", max_side: int | None = MAX_SIDE
 ) -> Video:
@@ -410,15 +461,7 @@ def load_video(
         raise ValueError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
     if backend == "decord" and not _decord_available():
         raise ValueError("backend='decord' asked for, but decord is not installed")
-    path = os.fspath(path)
-    file = Path(path)
-    if not file.exists():
-        raise ValueError(f"video file not found: {path}")
-    if not file.is_file():
-        raise ValueError(f"not a file: {path}")
-    if file.stat().st_size == 0:
-        raise ValueError(f"video file is empty: {path}")
-
+    path = _check_file(path)
     # Header checks by PyAV for every backend, so errors read the same whichever decodes.
     with _open(path) as container:
         probe = _probe(_video_stream(container, path), container)

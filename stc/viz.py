@@ -3,7 +3,8 @@
 `retention_grid` draws every sampled frame with the fate of each of its patches (kept as
 selected, merged into a refilled DPC-kNN token, merged away at layer K, dropped) and the number
 of tokens the frame sends to the LLM; a frame that sends none is framed in red, because at
-ultra-low retention that is the method working, not a bug. `cost_chart` puts the baseline and
+ultra-low retention that is the method working, not a bug. `retention_grids` stacks the grids
+of several methods on the same frames, one block each. `cost_chart` puts the baseline and
 the compressed run side by side, one panel per cost. Both return PIL images and read only
 `stc.Provenance` / `stc.Stats`, so they run anywhere (the app, a notebook, a report).
 """
@@ -19,7 +20,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .models.base import DROPPED, MERGED_AT_K, REFILLED, SELECTED, Provenance, Stats
 
-__all__ = ["STATUS_COLORS", "ZERO_TOKENS", "cluster_palette", "cost_chart", "paint_patches", "retention_grid"]
+__all__ = ["STATUS_COLORS", "ZERO_TOKENS", "cluster_palette", "cost_chart", "paint_patches", "retention_grid",
+           "retention_grids"]
 
 # Colours of the legend; refilled patches take their cluster's colour instead.
 STATUS_COLORS = {
@@ -232,6 +234,36 @@ def retention_grid(
             draw.rectangle(box, fill=colour)
         draw.text((x + 19, y + 1), text, fill=_TEXT, font=small)
         x += 19 + int(draw.textlength(text, font=small)) + 16
+    return canvas
+
+
+def retention_grids(
+    frames: np.ndarray,
+    provenances,
+    *,
+    titles,
+    timestamps=None,
+    tile_width: int = 176,
+    columns: int | None = None,
+    gap: int = 14,
+) -> Image.Image:
+    """Several answers' retention grids over the same frames in one image, one block per answer
+    from top to bottom (each block is `retention_grid` with its title and legend), separated by
+    ``gap`` pixels and a rule. ``provenances`` and ``titles`` are sequences of equal length."""
+    provenances, titles = list(provenances), list(titles)
+    if not provenances or len(provenances) != len(titles):
+        raise ValueError(f"need one title per provenance, got {len(provenances)} provenances and {len(titles)} titles")
+    blocks = [retention_grid(frames, p, timestamps=timestamps, tile_width=tile_width, columns=columns, title=t)
+              for p, t in zip(provenances, titles)]
+    width = max(b.width for b in blocks)
+    canvas = Image.new("RGB", (width, sum(b.height for b in blocks) + gap * (len(blocks) - 1)), _BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    y = 0
+    for i, block in enumerate(blocks):
+        if i:
+            draw.line([(6, y - gap // 2), (width - 6, y - gap // 2)], fill=(170, 170, 170), width=2)
+        canvas.paste(block, (0, y))
+        y += block.height + gap
     return canvas
 
 

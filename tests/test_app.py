@@ -209,13 +209,28 @@ def test_check_request():
             logic.check_request(*args)
 
 
-def test_gpu_budget_grows_with_frames_and_tokens():
+def test_gpu_budget_grows_with_frames_tokens_and_methods():
     config = STCConfig(retention=0.02)
     small = logic.gpu_seconds(logic.LLAVA_OV_7B, "v.mp4", "q", config, 8, 32)
     assert isinstance(small, int) and 20 <= small
     assert logic.gpu_seconds(logic.LLAVA_OV_7B, "v.mp4", "q", config, 64, 32) > small
     assert logic.gpu_seconds(logic.LLAVA_OV_7B, "v.mp4", "q", config, 8, 512) > small
-    assert logic.gpu_seconds(logic.LLAVA_OV_7B, "v.mp4", "q", config, 64, 512) <= 240
+    assert logic.gpu_seconds(logic.LLAVA_OV_7B, "v.mp4", "q", config, 64, 512) <= logic.GPU_SECONDS_MAX
+    # Compare mode: one more generation per method, in the same slot.
+    one = logic.gpu_seconds(logic.LLAVA_OV_7B, "v.mp4", "q", (config,), 8, 128)
+    five = logic.gpu_seconds(logic.LLAVA_OV_7B, "v.mp4", "q", (config,) * 5, 8, 128)
+    assert one == logic.gpu_seconds(logic.LLAVA_OV_7B, "v.mp4", "q", config, 8, 128) < five
+    assert logic.gpu_seconds(logic.LLAVA_OV_7B, "v.mp4", "q", (config,) * 8, 64, 512) == logic.GPU_SECONDS_MAX
+    # A generation counts at most its time limit.
+    assert logic.gpu_seconds(logic.LLAVA_OV_7B, "v.mp4", "q", (config,) * 5, 8, 512, 1.0) < five
+
+
+def test_check_methods():
+    assert logic.check_methods(["fastv", "stc", "fastv"]) == ["stc", "fastv"]  # registry order, once each
+    for bad, match in [([], "tick at least one"), (None, "tick at least one"), (["stc", "nope"], "unknown method"),
+                       (["none"], "unknown method")]:
+        with pytest.raises(ValueError, match=match):
+            logic.check_methods(bad)
 
 
 # --- one comparison -----------------------------------------------------------------------------
@@ -251,6 +266,41 @@ def test_compare_encodes_once_and_returns_picklable_results(tiny):
     assert f"{c.visual_tokens_stage1} / {c.visual_tokens:,} visual tokens" in logic.details(result)
 
 
+def test_compare_methods_runs_every_method_on_one_encoding(tiny):
+    tiny.clear_cache()
+    methods = logic.method_choices()
+    configs = [STCConfig(retention=0.02, method=m) for m in methods]
+    steps = []
+    result = logic.compare_methods(tiny, CLIP, "Which way does it turn?", configs, num_frames=FRAMES,
+                                   max_new_tokens=TOKENS, progress=lambda f, d: steps.append((f, d)))
+    assert [a.config.method for a in result.runs] == methods and result.baseline.config is None
+    assert not result.baseline.stats.vision_cached and all(a.stats.vision_cached for a in result.runs)
+    budget = round(0.02 * FRAMES * 196)
+    for answer in result.runs:
+        s = answer.stats
+        assert isinstance(answer.text, str) and s.new_tokens >= 1
+        if answer.config.method == "fastv":  # retention counts the tokens after layer K
+            assert s.visual_tokens_stage1 == FRAMES * 196 and s.visual_tokens_stage2 == budget
+        else:
+            assert s.visual_tokens_stage1 == budget
+        assert answer.provenance.status.shape[0] == FRAMES
+    fractions = [f for f, _ in steps]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
+    assert f"run {len(methods) + 1} of {len(methods) + 1}" in " ".join(d for _, d in steps)
+    again = pickle.loads(pickle.dumps(result))  # crosses the ZeroGPU process boundary
+    assert [a.stats for a in again.runs] == [a.stats for a in result.runs]
+
+    labels = ["baseline"] + [f"{m} 2%" for m in methods]
+    rows = logic.methods_rows(result)
+    assert [r[0] for r in rows] == labels and all(len(r) == len(logic.METHODS_HEADERS) for r in rows)
+    assert rows[0][3] == "100.0%" and rows[0][1] == f"{FRAMES * 196:,}"
+    stc_row = rows[labels.index("stc 2%")]
+    assert stc_row[1].startswith(f"{budget} → ") and stc_row[3].endswith("%") and float(stc_row[3][:-1]) < 5
+    assert [r[0] for r in logic.methods_answer_rows(result)] == labels
+    text = logic.methods_details(result)
+    assert "Which way does it turn?" in text and "earth_rotation.mp4" in text and f"{len(methods)} methods" in text
+
+
 def test_handler_returns_every_output(app):
     banner, base, comp, grid, table, chart, summary = app.run(*run_args())
     assert "meaningless" in banner and base and comp
@@ -267,14 +317,15 @@ def test_handler_returns_every_output(app):
         (run_args(video=None), "upload a video"),
         (run_args(question=" "), "question"),
         (run_args(video="GARBAGE"), "cannot read video garbage.mp4: not a video file"),
-        (run_args(model=logic.TINY_QWEN.replace("qwen", "nope")), "unknown tiny model"),
+        (run_args(model=logic.TINY_QWEN.replace("qwen", "nope")), "unknown model"),
         (run_args(inner_layer=99), "K must be in"),
         (run_args(retention=0), "retention"),
     ],
 )
-def test_handler_failures_are_one_line_gradio_errors(app, args, match, tmp_path):
+def test_handler_failures_are_one_line_gradio_errors(app, args, match, tmp_path, monkeypatch):
     import gradio as gr
 
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # where uploads live
     if args[0] == "GARBAGE":
         args[0] = tmp_path / "garbage.mp4"
         args[0].write_bytes(np.random.default_rng(0).bytes(4096))
@@ -284,6 +335,45 @@ def test_handler_failures_are_one_line_gradio_errors(app, args, match, tmp_path)
     message = str(err.value.message)
     assert match in message and "\n" not in message and "Traceback" not in message
     assert "/tmp/gradio" not in message
+
+
+def test_compare_handler_returns_every_method(app):
+    methods = ["stc", "fastv", "visionzip"]
+    args = run_args()
+    args[5] = methods
+    banner, answers, table, grids, summary = app.run_methods(*args)
+    assert "meaningless" in banner
+    assert [row[0] for row in answers["data"]] == ["baseline", "stc 2%", "fastv 2%", "visionzip 2%"]
+    assert all(row[1] for row in answers["data"])
+    assert table["headers"] == logic.METHODS_HEADERS and len(table["data"]) == 4
+    # One block per method, stacked: three grids of the same 8 frames.
+    single = app.run(*run_args())[3]
+    assert grids.width == single.width and grids.height == 3 * single.height + 2 * 14
+    assert "What is shown?" in summary and "top to bottom: stc 2%, fastv 2%, visionzip 2%." in summary
+    args[5] = []
+    with pytest.raises(Exception, match="tick at least one method"):
+        app.run_methods(*args)
+
+
+def test_retention_grids_stack_one_block_per_method():
+    from stc import viz
+    from stc.models.base import Provenance
+
+    frames = np.full((4, 48, 64, 3), 128, np.uint8)
+
+    def provenance(kept: int):
+        status = np.zeros((4, 3, 4), np.int8)
+        status.reshape(-1)[:kept] = 1
+        slot = np.where(status > 0, np.arange(48).reshape(4, 3, 4), -1)
+        return Provenance(status, np.full_like(slot, -1), slot, 1, np.arange(4.0), (status > 0).sum(axis=(1, 2)))
+
+    blocks = [viz.retention_grid(frames, provenance(k), title=f"run {k}") for k in (1, 5, 9)]
+    stacked = viz.retention_grids(frames, [provenance(k) for k in (1, 5, 9)], titles=["run 1", "run 5", "run 9"])
+    assert stacked.width == blocks[0].width and stacked.height == sum(b.height for b in blocks) + 2 * 14
+    top = np.asarray(stacked)[: blocks[0].height]
+    assert np.array_equal(top, np.asarray(blocks[0]))  # the first block is the first run's grid
+    with pytest.raises(ValueError, match="one title per provenance"):
+        viz.retention_grids(frames, [provenance(1)], titles=[])
 
 
 def test_knobs_follow_the_method(app):
@@ -333,3 +423,24 @@ def test_client_runs_a_real_clip_end_to_end(served):
     assert "cannot read video README.md" in str(err.value) and "Traceback" not in str(err.value)
     again = client.predict(*args, api_name="/run")
     assert again[1] and again[2]
+
+
+def test_client_compares_every_method_on_a_real_clip(served):
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    client = Client(served, verbose=False)
+    methods = logic.method_choices()
+    args = run_args(question="Which way does the Earth turn?")
+    args[0], args[5] = handle_file(str(CLIP)), methods
+    banner, answers, table, grids, summary = client.predict(*args, api_name="/compare")
+    labels = ["baseline"] + [f"{m} 2%" for m in methods]
+    assert "meaningless" in banner
+    assert [row[0] for row in answers["data"]] == labels and all(row[1] for row in answers["data"])
+    assert table["headers"] == logic.METHODS_HEADERS and [row[0] for row in table["data"]] == labels
+    assert table["data"][0][1] == f"{FRAMES * 196:,}"
+    with Image.open(grids) as image:  # one block per method, one tile row each at 8 frames
+        assert image.format == "PNG" and image.width > 500 and image.height > len(methods) * 150
+    assert "Which way does the Earth turn?" in summary and "earth_rotation.mp4" in summary
+    assert "top to bottom: " + ", ".join(labels[1:]) + "." in summary
+

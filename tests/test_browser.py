@@ -94,3 +94,31 @@ def test_upload_run_and_see_both_answers_and_the_grid(browser, url):
         assert page.locator("#metrics").inner_text().count("visual tokens") >= 3
     finally:
         page.close()
+
+
+def test_compare_tab_shows_every_ticked_method(browser, url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(url)
+        page.wait_for_selector("#run", timeout=60_000)
+        page.set_input_files("#video input[type=file]", str(CLIP))
+        page.wait_for_selector("#video video", timeout=60_000)
+        page.fill("#question textarea", "Which way does it turn?")
+        frames = page.locator("#frames input[type=number]")
+        frames.fill("8")
+        frames.press("Enter")
+        page.get_by_role("tab", name="compare methods").click()
+        ticked = page.locator("#compare-methods input[type=checkbox]:checked").count()
+        assert ticked >= 2  # the paper's comparison is ticked at first
+        page.click("#compare")
+
+        page.wait_for_function(
+            "() => { const img = document.querySelector('#compare-grids img'); return img && img.complete && img.naturalWidth > 0 }",
+            timeout=120_000,
+        )
+        answers = page.locator("#compare-answers").inner_text()
+        assert "baseline" in answers and "stc 2%" in answers
+        assert page.locator("#compare-metrics").inner_text().count("2%") >= ticked
+        assert "Which way does it turn?" in page.inner_text("#compare-summary")
+    finally:
+        page.close()

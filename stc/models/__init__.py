@@ -114,6 +114,23 @@ def _load_processor(model_id: str, config):
             raise RuntimeError(f"could not build a processor for {model_id}: {e}") from first_error
 
 
+def _one_line(error: BaseException, limit: int = 240) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _declared_model_type(model_id: str) -> str | None:
+    """``model_type`` of the checkpoint's config.json read as plain JSON (no code), or None."""
+    try:
+        from transformers import PretrainedConfig
+
+        config_dict, _ = PretrainedConfig.get_config_dict(model_id)
+    except Exception:  # noqa: BLE001 - unreadable: the caller reports its own error
+        return None
+    model_type = config_dict.get("model_type")
+    return model_type if isinstance(model_type, str) else None
+
+
 def load(model_id_or_path: str, *, device="auto", dtype="auto", attn_implementation: str | None = None) -> VideoLLM:
     """Load a Video-LLM checkpoint (hub id or local path) as a `VideoLLM`.
 
@@ -141,7 +158,14 @@ def load(model_id_or_path: str, *, device="auto", dtype="auto", attn_implementat
     try:
         config = AutoConfig.from_pretrained(model_id, trust_remote_code=False)
     except (OSError, ValueError) as e:
-        raise ValueError(f"cannot load model {model_id!r}: not a local checkpoint and not reachable on the hub ({e})") from e
+        # A config.json that was read but whose type transformers does not know (it would need
+        # the checkpoint's own code): name the type, never run that code.
+        declared = _declared_model_type(model_id) if isinstance(e, ValueError) else None
+        if declared is not None:
+            _adapter_class(declared)  # NotImplementedError naming the supported types
+        raise ValueError(
+            f"cannot load model {model_id!r}: not a local checkpoint and not reachable on the hub ({_one_line(e)})"
+        ) from e
     adapter_cls = _adapter_class(config.model_type)
     import transformers
 
