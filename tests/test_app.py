@@ -7,6 +7,7 @@ import pickle
 import socket
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -385,8 +386,9 @@ def test_knobs_follow_the_method(app):
 # --- the app, served ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def served(app):
+@contextmanager
+def serving(app):
+    """Build the app and serve it on a free loopback port; yields its URL."""
     demo = app.build_demo()
     port = free_port()
     app.launch(demo, server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=True, quiet=True)
@@ -394,6 +396,12 @@ def served(app):
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def served(app):
+    with serving(app) as url:
+        yield url
 
 
 def test_client_runs_a_real_clip_end_to_end(served):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_app import CLIP, free_port, import_app  # noqa: E402
+from test_app import CLIP, import_app, serving  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -50,14 +50,8 @@ def browser():
 
 @pytest.fixture(scope="module")
 def url():
-    app = import_app()
-    demo = app.build_demo()
-    port = free_port()
-    app.launch(demo, server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with serving(import_app()) as served_url:
+        yield served_url
 
 
 def test_upload_run_and_see_both_answers_and_the_grid(browser, url):

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_app import CLIP, FRAMES, ROOT, TINY, free_port, import_app, run_args  # noqa: E402
+from test_app import CLIP, FRAMES, ROOT, TINY, free_port, import_app, run_args, serving  # noqa: E402
 
 import stc.video as video_module  # noqa: E402
 from stc import STCConfig  # noqa: E402
@@ -373,13 +373,10 @@ def served(app):
     """The app with the test limits, launched on loopback."""
     saved = app.LIMITS
     app.LIMITS = LIMITS
-    demo = app.build_demo()
-    port = free_port()
-    app.launch(demo, server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=True, quiet=True)
     try:
-        yield f"http://127.0.0.1:{port}/"
+        with serving(app) as url:
+            yield url
     finally:
-        demo.close()
         app.LIMITS = saved
 
 
