@@ -58,7 +58,7 @@ def test_two_percent_cache_lengths_follow_the_method(llm, video):
             **prep.inputs.generate_kwargs, max_new_tokens=new, min_new_tokens=new, do_sample=False,
             return_dict_in_generate=True,
         )
-    cache = out.past_key_values
+    cache = out.cache
     k = llm.inner_layer(config)
     kept2 = round(0.5 * budget)
     removed = budget - kept2
