@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .config import round_half_up
+
 # Elements of one chunk of a pairwise [rows, cols] matrix (fp32): 16M -> 64 MiB.
 _CHUNK_ELEMENTS = 1 << 24
 # Candidates resolved together by unified selection.
@@ -224,7 +226,7 @@ def compress_tokens(
         ar = torch.arange(total, device=device)
         return Compressed(flat.clone(), ar, ar.clone(), torch.ones(total, dtype=torch.bool, device=device))
 
-    quota = budget - int(math.floor(cluster_ratio * budget + 0.5))
+    quota = budget - round_half_up(cluster_ratio * budget)
     order = torch.sort(scores.reshape(total).float(), descending=True, stable=True).indices
     pool = unified_selection(_normalize(flat), order, quota, tau)
 

@@ -108,6 +108,11 @@ class STCConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def round_half_up(x: float) -> int:
+    """The project's one rounding rule for token counts (Python's round() rounds half to even)."""
+    return int(math.floor(x + 0.5))
+
+
 def budget_for(retention: float, total_tokens: int) -> int:
     """round(retention * total_tokens) (half up), clamped to [1, total_tokens]."""
-    return max(1, min(total_tokens, int(math.floor(retention * total_tokens + 0.5))))
+    return max(1, min(total_tokens, round_half_up(retention * total_tokens)))

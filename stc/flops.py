@@ -20,9 +20,10 @@ LLaVA-OneVision-7B, 32 x 196 tokens, comes out as 41.4 T (vanilla), 1.1 T (2%/1%
 
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass
+
+from .config import round_half_up
 
 __all__ = ["ARCHITECTURES", "LLMDims", "default_inner_layer", "flops", "llm_dims"]
 
@@ -110,8 +111,9 @@ def llm_dims(model) -> LLMDims:
 
 
 def default_inner_layer(num_layers: int) -> int:
-    """Stage 2's layer K for an LLM of `num_layers` layers: 18 of 28, scaled (method.md)."""
-    return round(18 / 28 * num_layers)
+    """Stage 2's layer K for an LLM of `num_layers` layers: 18 of 28, scaled (method.md),
+    rounded half up like every token count. The one definition of the depth rule."""
+    return round_half_up(18 / 28 * num_layers)
 
 
 def _check_int(name: str, value, low: int) -> int:
@@ -158,7 +160,7 @@ def flops(
     pruned = full
     if inner_layer is not None and inner_keep < 1.0:
         # Half-up rounding, as stc.config rounds budgets (125 * 0.5 -> 63).
-        pruned = math.floor(inner_keep * visual + 0.5) + text
+        pruned = round_half_up(inner_keep * visual) + text
 
     total = 0.0
     for layer in range(num_layers):

@@ -85,3 +85,19 @@ def make_audio(tmp_path):
         return path
 
     return make
+
+
+@pytest.fixture(scope="module")
+def llm():
+    """The tiny LLaVA-OneVision, one per test module (tests may patch or clear it)."""
+    import stc
+
+    return stc.load("tiny-random/llava-onevision")
+
+
+@pytest.fixture(scope="module")
+def video(gradio_clip):
+    """8 frames of gradio's world.mp4."""
+    import stc
+
+    return stc.load_video(gradio_clip("world.mp4"), num_frames=8)

@@ -52,6 +52,17 @@ def test_default_inner_layer():
     assert default_inner_layer(24) == 15
     assert default_inner_layer(36) == 23
     assert default_inner_layer(6) == 4
+    # 7 layers: 18/28 * 7 = 4.5 exactly -> half up, the same rule as every token count
+    assert default_inner_layer(7) == 5
+
+
+def test_methods_use_the_same_depth_rule():
+    import stc
+
+    config = stc.STCConfig(retention=0.1)
+    for layers in range(1, 81):
+        assert stc.get_method("stc").layer(config, layers) == default_inner_layer(layers)
+        assert stc.get_method("holitom").layer(config, layers) == default_inner_layer(layers)
 
 
 def test_config_model_and_id_agree():

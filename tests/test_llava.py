@@ -9,16 +9,6 @@ from stc.models.base import DROPPED, MERGED_AT_K, REFILLED, SELECTED
 QUESTION = "What is happening in this video?"
 
 
-@pytest.fixture(scope="module")
-def llm():
-    return stc.load("tiny-random/llava-onevision")
-
-
-@pytest.fixture(scope="module")
-def video(gradio_clip):
-    return stc.load_video(gradio_clip("world.mp4"), num_frames=8)
-
-
 def _stock_inputs(llm, video):
     conv = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": QUESTION}]}]
     prompt = llm.processor.apply_chat_template(conv, add_generation_prompt=True)

@@ -239,16 +239,6 @@ def test_holitom_inner_merges_into_kept_by_last_token_attention():
 
 # -- end to end on the tiny LLaVA-OneVision ---------------------------------------------------
 @pytest.fixture(scope="module")
-def llm():
-    return stc.load("tiny-random/llava-onevision")
-
-
-@pytest.fixture(scope="module")
-def video(gradio_clip):
-    return stc.load_video(gradio_clip("world.mp4"), num_frames=8)
-
-
-@pytest.fixture(scope="module")
 def fresh_baseline(video):
     fresh = stc.load("tiny-random/llava-onevision")
     prep = fresh.prepare(video, QUESTION)

@@ -11,13 +11,14 @@ one module per peer here); this file only wires them to configs.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from ..compress import Compressed, compress_tokens
+from ..config import round_half_up
+from ..flops import default_inner_layer as depth_rule  # K = round(18/28 * layers)
 from ..merge import Merged, merge_into_kept, text_aware_scores
 
 # A stage-1 function: (features [S, N, D], scores [S, N], budget, *, grid (gh, gw), config)
@@ -30,10 +31,6 @@ def identity(features: torch.Tensor) -> Compressed:
     s, n, d = features.shape
     ar = torch.arange(s * n, device=features.device)
     return Compressed(features.reshape(s * n, d), ar, ar.clone(), torch.ones(s * n, dtype=torch.bool, device=features.device))
-
-
-def round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5))
 
 
 @dataclass(frozen=True)
@@ -74,11 +71,6 @@ class Method:
         if config.inner_layer is not None:
             return config.inner_layer
         return self.default_layer(num_layers)
-
-
-def depth_rule(num_layers: int) -> int:
-    """K = round(18/28 * num_layers): the paper's K=18 of 28 layers, scaled to other depths."""
-    return round_half_up(18 / 28 * num_layers)
 
 
 def _stc_stage1(features, scores, budget, *, grid, config) -> Compressed:

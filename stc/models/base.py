@@ -348,8 +348,9 @@ class VideoLLM:
             self._cache.clear()
 
     # -- answering ---------------------------------------------------------------------------
-    def inner_layer(self, config: STCConfig) -> int:
-        """Layer K this model uses for ``config`` (its method's default when unset)."""
+    def inner_layer(self, config: STCConfig) -> int | None:
+        """Layer K this model uses for ``config`` (its method's default when unset); None when
+        the method does nothing inside the LLM."""
         method = get_method(config.method)
         return method.layer(config, self.num_layers) if method.inner is not None else None
 
