@@ -39,7 +39,7 @@ def random_llava_onevision_05b(device="auto", dtype="auto") -> VideoLLM:
 
     from .models import _resolve_device, _resolve_dtype
     from .models.llava_onevision import LlavaOnevisionAdapter
-    from .models.tiny import TINY_LLAVA_ONEVISION, tiny_config, tiny_processor
+    from .models.tiny import TINY_LLAVA_ONEVISION, set_generation_ids, tiny_config, tiny_processor
 
     dev = _resolve_device(device)
     torch_dtype = _resolve_dtype(dtype, dev)
@@ -56,9 +56,7 @@ def random_llava_onevision_05b(device="auto", dtype="auto") -> VideoLLM:
         torch.manual_seed(0)
         model = LlavaOnevisionForConditionalGeneration._from_config(config, dtype=torch_dtype, attn_implementation="sdpa")
     model.to(dev).eval()
-    gen = model.generation_config
-    tiny_gen = load(TINY_LLAVA_ONEVISION).model.generation_config
-    gen.eos_token_id, gen.pad_token_id, gen.bos_token_id = tiny_gen.eos_token_id, tiny_gen.pad_token_id, tiny_gen.bos_token_id
+    set_generation_ids(model, TINY_LLAVA_ONEVISION)
     processor = tiny_processor(TINY_LLAVA_ONEVISION)
     return VideoLLM(model, processor, LlavaOnevisionAdapter(model, processor), model_id=RANDOM_05B)
 

@@ -616,15 +616,6 @@ def _video_name(video) -> str:
 
 Progress = Callable[[float, str], None]
 
-_STEPS = {
-    ("baseline", "encoding video"): (1, "baseline: encoding the video"),
-    ("baseline", "preparing prompt"): (2, "baseline: preparing the prompt (all visual tokens)"),
-    ("baseline", "generating"): (3, "baseline: generating"),
-    ("compressed", "encoding video"): (4, "compressed: encoded frames from the cache"),
-    ("compressed", "compressing"): (5, "compressed: compressing visual tokens"),
-    ("compressed", "generating"): (6, "compressed: generating"),
-}
-_TOTAL_STEPS = 7
 
 
 def thumbnails(frames: np.ndarray, height: int = 144) -> np.ndarray:
@@ -636,6 +627,29 @@ def thumbnails(frames: np.ndarray, height: int = 144) -> np.ndarray:
         return np.ascontiguousarray(frames)
     width = max(1, round(w * height / h))
     return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR)) for f in frames])
+
+
+def _answer_all(llm, video, question, configs, labels, *, num_frames, max_new_tokens, max_seconds, progress):
+    """Decode once, then answer with each config (None = baseline) on one model: the first run
+    encodes, the others reuse the cached features. Returns (video, its name, answers, start)."""
+    report = progress or (lambda _fraction, _desc: None)
+    start = time.perf_counter()
+    video_name = _video_name(video)
+    if not isinstance(video, Video):
+        report(0.0, "decoding the video")
+        video = load_video(Path(video), num_frames=num_frames)
+    total = 1 + 3 * len(labels)
+    answers = []
+    for i, (label, config) in enumerate(zip(labels, configs)):
+        def step(what: str, i=i, label=label) -> None:
+            offset = {"encoding video": 1, "preparing prompt": 2, "compressing": 2, "generating": 3}.get(what)
+            if offset is not None:
+                report((3 * i + offset) / total, f"{label}: {what} — run {i + 1} of {len(labels)}")
+
+        answers.append(llm.answer(video, question, config=config, max_new_tokens=max_new_tokens,
+                                  max_seconds=max_seconds, progress=step))
+    report(1.0, "done")
+    return video, video_name, answers, start
 
 
 def compare(
@@ -657,26 +671,9 @@ def compare(
     """
     if not isinstance(config, STCConfig):
         raise ValueError(f"config must be an stc.STCConfig, got {type(config).__name__}")
-    report = progress or (lambda _fraction, _desc: None)
-    start = time.perf_counter()
-    video_name = _video_name(video)
-    if not isinstance(video, Video):
-        report(0.0, "decoding the video")
-        video = load_video(Path(video), num_frames=num_frames)
-
-    def stage(run: str):
-        def step(name: str) -> None:
-            index, text = _STEPS.get((run, name), (None, f"{run}: {name}"))
-            if index is not None:
-                report(index / _TOTAL_STEPS, text)
-
-        return step
-
-    baseline = llm.answer(video, question, config=None, max_new_tokens=max_new_tokens, max_seconds=max_seconds,
-                          progress=stage("baseline"))
-    compressed = llm.answer(video, question, config=config, max_new_tokens=max_new_tokens, max_seconds=max_seconds,
-                            progress=stage("compressed"))
-    report(1.0, "done")
+    video, video_name, (baseline, compressed), start = _answer_all(
+        llm, video, question, [None, config], ["baseline", "compressed"], num_frames=num_frames,
+        max_new_tokens=max_new_tokens, max_seconds=max_seconds, progress=progress)
     return Comparison(
         model_id=llm.model_id,
         device=device_name(llm),
@@ -711,24 +708,9 @@ def compare_methods(
     configs = list(configs)
     if not configs or not all(isinstance(c, STCConfig) for c in configs):
         raise ValueError("configs must be a non-empty sequence of stc.STCConfig")
-    report = progress or (lambda _fraction, _desc: None)
-    start = time.perf_counter()
-    video_name = _video_name(video)
-    if not isinstance(video, Video):
-        report(0.0, "decoding the video")
-        video = load_video(Path(video), num_frames=num_frames)
-    labels = ["baseline"] + [run_label(c) for c in configs]
-    total = 1 + 3 * len(labels)
-    answers = []
-    for i, (label, config) in enumerate(zip(labels, [None] + configs)):
-        def step(what: str, i=i, label=label) -> None:
-            offset = {"encoding video": 1, "preparing prompt": 2, "compressing": 2, "generating": 3}.get(what)
-            if offset is not None:
-                report((3 * i + offset) / total, f"{label}: {what} — run {i + 1} of {len(labels)}")
-
-        answers.append(llm.answer(video, question, config=config, max_new_tokens=max_new_tokens,
-                                  max_seconds=max_seconds, progress=step))
-    report(1.0, "done")
+    video, video_name, answers, start = _answer_all(
+        llm, video, question, [None, *configs], ["baseline"] + [run_label(c) for c in configs],
+        num_frames=num_frames, max_new_tokens=max_new_tokens, max_seconds=max_seconds, progress=progress)
     return MethodComparison(
         model_id=llm.model_id,
         device=device_name(llm),

@@ -755,11 +755,17 @@ def build_tiny(name: str, *, dtype: torch.dtype = torch.float32, seed: int = 0):
         model = cls._from_config(config, dtype=dtype, attn_implementation="sdpa")
     _zero_mean_patch_filters(model)
     model.eval()
-    # As the checkpoints' generation_config.json: stop at <|im_end|> (Qwen2.5-VL also at
-    # <|endoftext|>), pad with <|endoftext|>.
-    ids = _special_ids(name)
+    set_generation_ids(model, name)
+    return model, tiny_processor(name)
+
+
+def set_generation_ids(model, name: str) -> None:
+    """Set ``model``'s stop/pad ids to those of ``name``'s offline tokenizer, as the
+    checkpoints' generation_config.json does: stop at <|im_end|> (Qwen2.5-VL also at
+    <|endoftext|>), pad with <|endoftext|>. Also for bigger random-weight models that reuse the
+    tokenizer (`stc.bench`'s 0.5B)."""
+    ids = _special_ids(_check_name(name))
     gen = model.generation_config
     gen.eos_token_id = ids["<|im_end|>"] if name == TINY_LLAVA_ONEVISION else [ids["<|im_end|>"], ids["<|endoftext|>"]]
     gen.pad_token_id = ids["<|endoftext|>"]
     gen.bos_token_id = ids["<|endoftext|>"]
-    return model, tiny_processor(name)
