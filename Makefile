@@ -11,8 +11,17 @@ $(PY):
 	python3 -m venv $(VENV)
 
 .PHONY: install test bench demo chromium
+# torch: the CPU build pinned in constraints-cpu.txt. Taken from what pip already has without
+# any index (a local wheel in pip's find-links, or already installed) when it can be; otherwise
+# from PyTorch's CPU wheel index, so a CPU machine never pulls PyPI's multi-GB CUDA build.
+# Override: `make test TORCH_INDEX=<url>`, or TORCH_INDEX= (empty) for PyPI's default build.
+TORCH_VERSION ?= $(shell sed -n 's/^torch==//p' constraints-cpu.txt)
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
 install: $(PY)
 	$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q --no-index --no-deps "torch==$(TORCH_VERSION)" 2>/dev/null \
+	  || $(PY) -m pip install -q --no-deps "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q -c constraints-cpu.txt -e ".[app,test]"
 
 # Idempotent: installs Debian's chromium only when $(CHROMIUM) is missing (as root, or through

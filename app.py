@@ -1,32 +1,45 @@
 """stc demo: one question about one video, answered with all visual tokens and with stc, or with
 every method side by side.
 
-    python app.py                      # default model (see stc/demo.py), http://127.0.0.1:7860
+    python app.py                      # default model (see stc/demo/loading.py), http://127.0.0.1:7860
     python app.py --model tiny-random/llava-onevision
     python app.py --share              # a temporary public link
     python app.py --max-video-seconds 600 --queue-size 8     # limits (see --help, README "Limits")
 
-UI wiring only; the logic lives in stc/demo.py (models, comparisons, tables, limits) and
-stc/viz.py (the retention grid and the cost chart). On a ZeroGPU Space `spaces` must be imported
-before torch touches CUDA, the model is loaded at import (ZeroGPU packs its weights at launch),
-and all GPU work runs in one `@spaces.GPU` function per click (`compare_on_gpu`,
-`compare_methods_on_gpu`), in a forked worker, with picklable arguments and results.
+UI wiring only; the logic lives in the stc.demo package (models, requests, the comparison
+runner, what the page shows, ZeroGPU budgets) and stc/viz.py (the retention grid and the cost
+chart). Importing this module loads nothing: `create_app(argv)` reads the flags, loads the
+default model and builds the page; `python app.py` (what a Space runs) calls it, then launches.
+
+ZeroGPU, explicitly: `spaces` is imported before anything initialises CUDA (first line below);
+the model is loaded and placed on the device in `create_app`, before `launch`, which is when
+ZeroGPU packs the weights; and all GPU work of a click runs in ONE `@spaces.GPU` function,
+`compare_on_gpu`, defined at module level, in a forked worker, with picklable arguments and
+results, for a duration computed from the request (`stc.demo.gpu_seconds`).
 
 A request is checked before any GPU time is spent: its controls, that its video is an upload
 (or an example) and nothing else on the server, and the video's header against the duration and
 frame-size limits. Every failure reaches the visitor as one line (`gr.Error`), notes as
-`gr.Warning`, and the app keeps serving.
+`gr.Warning`, and the app keeps serving. The raw values of every event are checked before Gradio
+reads them (`Demo.preprocess_data`): a bad value gets the app's line, never a server path or an
+object's repr, and a link is never fetched. One visitor may have `max_waiting_per_client`
+requests waiting (`FairQueue`); a request whose visitor went away stops (`client_gone`).
 """
 
 import spaces  # noqa: I001 - first: on ZeroGPU it patches torch before anything initialises CUDA
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
 import gradio as gr
+from fastapi import HTTPException
+from gradio import queueing
+from gradio.context import LocalContext
 from gradio.utils import get_upload_folder
+from gradio_client.utils import is_http_url_like
 
 from stc import OutOfMemory, STCConfig, get_method
 from stc import demo as logic
@@ -48,6 +61,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for name, help_text in [
         ("concurrency", "requests run at once"),
         ("queue_size", "requests that may wait; more are told the app is busy"),
+        ("max_waiting_per_client", "requests one visitor (one address) may have waiting"),
         ("max_upload_mb", "largest upload in MB (MiB)"),
         ("max_video_seconds", "longest video in seconds (read from its header, before decoding)"),
         ("max_video_side", "largest frame side in pixels"),
@@ -60,17 +74,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-ARGS = parse_args(sys.argv[1:] if __name__ == "__main__" else [])
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-LIMITS = logic.Limits.from_env(**{name: getattr(ARGS, name) for name in logic.Limits.ENV})
-
-# Module level on purpose: on ZeroGPU the weights moved to "cuda" here are packed at launch.
-POOL = logic.ModelPool()
-STARTUP = POOL.load_default(ARGS.model)
-# The models a visitor may pick; nothing else is ever loaded on a request.
-MODEL_CHOICES = logic.model_choices(STARTUP.llm.model_id, STARTUP.requested)
-MODEL_IDS = [mid for _, mid in MODEL_CHOICES]
+# The app's state, set by `create_app` (None until then): its flags and limits, the model pool,
+# the model loaded at start, and the models a visitor may pick (nothing else is ever loaded on a
+# request).
+ARGS: argparse.Namespace | None = None
+LIMITS: logic.Limits | None = None
+POOL: logic.ModelPool | None = None
+STARTUP: logic.Loaded | None = None
+MODEL_CHOICES: list[tuple[str, str]] = []
+MODEL_IDS: list[str] = []
+demo: gr.Blocks | None = None
 
 # Examples: short clips shipped in examples/ (sources and licence in examples/README.md).
 EXAMPLES_DIR = HERE / "examples"
@@ -80,7 +93,9 @@ EXAMPLES = [
     ["examples/earth_rotation.mp4", "What is shown in this video, and how does it move?"],
 ]
 
-KNOBS = ("tau", "cluster_ratio", "knn_k", "inner_layer", "inner_keep", "text_weight")
+KNOBS = logic.KNOBS
+
+COST_WIDTHS = ["12%", "15%", "8%", "9%", "9%", "8%", "10%", "8%", "8%", "6%", "7%"]
 
 GRID_LEGEND = (
     "A patch outlined in green is kept as itself; a tinted patch was merged into a refilled token "
@@ -95,93 +110,209 @@ def video_dirs() -> list[Path | str]:
     return [get_upload_folder(), EXAMPLES_DIR]
 
 
+# --------------------------------------------------------------------------------------------
+# Guards around Gradio's own request handling (gradio is pinned; these use its queue and its
+# preprocessing step): raw values are checked before Gradio reads them, one visitor cannot fill
+# the queue, and a request whose visitor went away stops.
+# --------------------------------------------------------------------------------------------
+
+
+def client_address(request) -> str:
+    """Who sent a request: on a Space (behind its proxy) the first X-Forwarded-For address,
+    elsewhere the connecting address."""
+    if logic.on_space():
+        forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
+        if forwarded:
+            return forwarded
+    return request.client.host if request.client else "unknown"
+
+
+class FairQueue(queueing.Queue):
+    """Gradio's queue that refuses a visitor more than `Limits.max_waiting_per_client` waiting
+    requests (HTTP 429, one line) and tells a running request whether its visitor is still
+    there. Gradio itself drops the waiting requests of a visitor whose connection closed."""
+
+    async def push(self, body, request, username):
+        if self.max_size is not None and len(self) >= self.max_size:
+            return await super().push(body, request, username)  # a full queue: Gradio's own "busy" answer
+        address = client_address(request)
+        waiting = sum(client_address(event.request) == address
+                      for events in self.event_queue_per_concurrency_id.values() for event in events.queue)
+        if waiting >= LIMITS.max_waiting_per_client:
+            raise HTTPException(status_code=429, detail=(
+                f"you already have {waiting} request{'s' * (waiting != 1)} waiting; this app queues at most "
+                f"{LIMITS.max_waiting_per_client} per visitor: wait for them to finish"))
+        return await super().push(body, request, username)
+
+    def gone(self, event_id: str) -> bool:
+        """Whether the running request ``event_id`` lost its visitor (Gradio marks it not alive)."""
+        for job in self.active_jobs:
+            for event in job or ():
+                if event._id == event_id:
+                    return not event.alive
+        return False
+
+
+def client_gone():
+    """Inside a queued request: a function telling whether its visitor went away; None elsewhere
+    and on ZeroGPU (the GPU work runs in another process, bounded by its slot instead)."""
+    event_id = LocalContext.event_id.get(None)
+    queue = getattr(LocalContext.blocks.get(None), "_queue", None)
+    if event_id is None or not isinstance(queue, FairQueue) or logic.on_zero_gpu():
+        return None
+    return lambda: queue.gone(event_id)
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def input_problem(component, value, name: str) -> str | None:
+    """What is wrong with one raw value sent for ``component`` (None: nothing), in the app's
+    words: Gradio's own checks would answer with the server's paths or its objects' reprs."""
+    if isinstance(component, gr.Video):
+        if value is None:
+            return None
+        path = value.get("path") if isinstance(value, dict) else None
+        if not isinstance(path, str) or not path.strip() or value.get("meta") != {"_type": "gradio.FileData"}:
+            return f"the {name} must be a file uploaded to this app (its FileData, as the upload returned it)"
+        if is_http_url_like(path) or "://" in path:
+            return f"the {name} must be uploaded: this app does not fetch videos from links"
+        try:
+            logic.check_video_path(path, [get_upload_folder()])
+        except ValueError as err:
+            return str(err)
+    elif isinstance(component, (gr.Slider, gr.Number)):
+        lo, hi = component.minimum, component.maximum
+        if value is None and isinstance(component, gr.Number):
+            return None
+        bounds = f"in [{lo:g}, {hi:g}]" if lo is not None and hi is not None else (
+            f"at least {lo:g}" if lo is not None else f"at most {hi:g}" if hi is not None else "finite")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{name} must be a number{' ' if bounds.startswith('in') else ', '}{bounds}, got {_shown(value)}"
+        if not math.isfinite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
+            return f"{name} must be {bounds}, got {_shown(value)}"
+    elif isinstance(component, gr.Textbox):
+        if value is not None and not isinstance(value, str):
+            return f"the {name} must be text, got {_shown(value)}"
+    elif isinstance(component, (gr.Dropdown, gr.CheckboxGroup)):
+        offered = [choice[1] if isinstance(choice, tuple) else choice for choice in component.choices]
+        many = isinstance(component, gr.CheckboxGroup)
+        if many and not isinstance(value, list):
+            return f"{name} must be a list of: {', '.join(map(str, offered))}"
+        for item in value if many else [value]:
+            if isinstance(item, (list, dict)) or item not in offered:
+                return f"unknown {name} {_shown(item)}; pick one of: {', '.join(map(str, offered))}"
+    return None
+
+
+class Demo(gr.Blocks):
+    """The app's Blocks: Gradio's, with the guards above. ``input_names`` names the controls
+    in messages (default: their labels)."""
+
+    input_names: dict = {}
+
+    def queue(self, *args, **kwargs):
+        super().queue(*args, **kwargs)
+        self._queue.__class__ = FairQueue
+        return self
+
+    async def preprocess_data(self, block_fn, inputs, state, explicit_call=False):
+        if len(inputs) < len(block_fn.inputs):
+            raise gr.Error(f"this request needs {len(block_fn.inputs)} values, got {len(inputs)}",
+                           print_exception=False)
+        for component, value in zip(block_fn.inputs, inputs):
+            name = self.input_names.get(component._id) or str(getattr(component, "label", "") or "value")
+            problem = input_problem(component, value, name)
+            if problem:
+                raise gr.Error(logic.one_line(problem), print_exception=False)
+        try:
+            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        except gr.Error as err:
+            raise gr.Error(logic.hide_folders(logic.one_line(str(err.message))), print_exception=False) from None
+        except Exception:  # noqa: BLE001 - Gradio's other messages show paths and reprs: logged, not shown
+            log.exception("could not read a request's values")
+            raise gr.Error("this request's values could not be read", print_exception=False) from None
+
+
 def _gpu_error(err: Exception) -> gr.Error:
     """An exception inside a GPU worker as one line for the visitor (the log keeps the rest)."""
     if isinstance(err, OutOfMemory):
         log.warning("out of memory: %s", err)
+    elif isinstance(err, logic.Cancelled):
+        log.info("%s", err)
     elif not isinstance(err, ValueError):
         log.exception("GPU work failed")
     return gr.Error(logic.one_line(err), print_exception=False)
 
 
 @spaces.GPU(duration=logic.gpu_seconds)
-def compare_on_gpu(model_id: str, video: str, question: str, config: STCConfig, num_frames: int,
+def compare_on_gpu(model_id: str, video: str, question: str, configs: tuple[STCConfig, ...], num_frames: int,
                    max_new_tokens: int, max_seconds: float | None = None) -> logic.Comparison:
-    """Both runs on the GPU (a forked worker on ZeroGPU): strings and a frozen config in, a
-    `Comparison` of numpy arrays and dataclasses out."""
+    """Every run of one click on the GPU (a forked worker on ZeroGPU), in one slot whose duration
+    grows with frames, new tokens and runs: strings and frozen configs in, a `Comparison` of numpy
+    arrays and dataclasses out. The video is decoded and encoded once."""
     progress = gr.Progress()
     try:
         llm = POOL.get(model_id)
-        return logic.compare(llm, video, question, config, num_frames=num_frames, max_new_tokens=max_new_tokens,
-                             max_seconds=max_seconds, progress=lambda fraction, desc: progress(fraction, desc=desc))
+        return logic.run_comparison(llm, video, question, configs, num_frames=num_frames,
+                                    max_new_tokens=max_new_tokens, max_seconds=max_seconds,
+                                    progress=lambda fraction, desc: progress(fraction, desc=desc),
+                                    should_stop=client_gone())
     except Exception as err:  # noqa: BLE001 - the worker reports one line, the server log the rest
-        raise _gpu_error(err) from None
-
-
-@spaces.GPU(duration=logic.gpu_seconds)
-def compare_methods_on_gpu(model_id: str, video: str, question: str, configs: tuple[STCConfig, ...],
-                           num_frames: int, max_new_tokens: int,
-                           max_seconds: float | None = None) -> logic.MethodComparison:
-    """The baseline and every chosen method on the GPU in one slot (its duration grows with the
-    number of methods); the video is decoded and encoded once."""
-    progress = gr.Progress()
-    try:
-        llm = POOL.get(model_id)
-        return logic.compare_methods(llm, video, question, configs, num_frames=num_frames,
-                                     max_new_tokens=max_new_tokens, max_seconds=max_seconds,
-                                     progress=lambda fraction, desc: progress(fraction, desc=desc))
-    except Exception as err:  # noqa: BLE001
         raise _gpu_error(err) from None
 
 
 def _refuse(err: Exception) -> gr.Error:
     """Any failure of a request as one line naming the upload, never the server's folders."""
     message = str(err.message) if isinstance(err, gr.Error) else logic.one_line(err)
-    if not isinstance(err, (gr.Error, ValueError, logic.ModelUnavailable, OutOfMemory)):
+    if not isinstance(err, (gr.Error, ValueError, logic.ModelUnavailable, OutOfMemory, logic.Cancelled)):
         log.exception("request failed")
     return gr.Error(logic.hide_folders(message), print_exception=False)
 
 
-def _checked(video, question, model_id, frames, max_new_tokens):
-    """The request's common checks, before any model or GPU work: returns (path on disk, name
-    to show, question, frames, max_new_tokens, model id)."""
+def _compare(video, question, model_id, retention, frames, methods, knobs, max_new_tokens, progress):
+    """What both buttons do: check the request before any model or GPU work, load the model if
+    needed, run the comparison in one GPU call. Returns (model, Comparison)."""
     path, question, frames, max_new_tokens = logic.check_request(video, question, frames, max_new_tokens)
     shown = Path(path).name
     path = logic.check_video_path(path, video_dirs())
     model_id = logic.check_model(model_id, MODEL_IDS)
     logic.check_video_limits(path, LIMITS)
-    return path, shown, question, frames, max_new_tokens, model_id
-
-
-def _warn(notes: list[str]) -> None:
-    for note in notes:
+    configs = tuple(logic.make_config(m, retention, **knobs) for m in methods)
+    progress(0.0, desc=f"loading {model_id}")
+    llm = POOL.get(model_id)
+    for config in configs:
+        logic.check_layer(config, llm)
+    result = compare_on_gpu(llm.model_id, path, question, configs, frames, max_new_tokens,
+                            LIMITS.max_generate_seconds)
+    result.video_name = shown
+    for note in result.notes:
         gr.Warning(note)
+    progress(1.0, desc="drawing")
+    return llm, result
+
+
+def _table(result: logic.Comparison) -> dict:
+    return {"headers": logic.COST_HEADERS, "data": logic.cost_rows(result)}
 
 
 def run(video, question, model_id, retention, frames, method, tau, cluster_ratio, knn_k, inner_layer,
         inner_keep, text_weight, max_new_tokens, progress=gr.Progress()):
-    """The Run button: validate, load the model if needed, compare, draw."""
+    """The Run button: the baseline and one method; both answers, its grid, costs and chart."""
     try:
-        path, shown, question, frames, max_new_tokens, model_id = _checked(
-            video, question, model_id, frames, max_new_tokens)
-        config = logic.make_config(method, retention, tau=tau, cluster_ratio=cluster_ratio, knn_k=knn_k,
-                                   inner_layer=inner_layer, inner_keep=inner_keep, text_weight=text_weight)
-        progress(0.0, desc=f"loading {model_id}")
-        llm = POOL.get(model_id)
-        logic.check_layer(config, llm)
-        result = compare_on_gpu(llm.model_id, path, question, config, frames, max_new_tokens,
-                                LIMITS.max_generate_seconds)
-        result.video_name = shown
-        progress(1.0, desc="drawing")
+        knobs = dict(tau=tau, cluster_ratio=cluster_ratio, knn_k=knn_k, inner_layer=inner_layer,
+                     inner_keep=inner_keep, text_weight=text_weight)
+        llm, result = _compare(video, question, model_id, retention, frames, [method], knobs, max_new_tokens,
+                               progress)
+        (title,) = logic.grid_titles(result)
         grid = viz.retention_grid(result.frames, result.compressed.provenance, timestamps=result.timestamps,
-                                  title=logic.grid_title(result))
-        chart = viz.cost_chart(result.baseline.stats, result.compressed.stats,
-                               labels=("baseline", logic.run_label(config)),
+                                  title=title)
+        chart = viz.cost_chart(result.baseline.stats, result.compressed.stats, labels=result.labels,
                                title=f"{result.model_id} on {result.device} · {len(result.frames)} frames")
-        table = {"headers": logic.METRIC_HEADERS, "data": logic.metrics_rows(result)}
-        _warn(result.notes)
         return (banner_for(llm), logic.shown_text(result.baseline), logic.shown_text(result.compressed), grid,
-                table, chart, logic.details(result))
+                _table(result), chart, logic.details(result))
     except Exception as err:  # noqa: BLE001 - every failure is one line in the UI; the app keeps serving
         raise _refuse(err) from None
 
@@ -190,27 +321,14 @@ def run_methods(video, question, model_id, retention, frames, methods, tau, clus
                 inner_keep, text_weight, max_new_tokens, progress=gr.Progress()):
     """The Compare button: the baseline and every ticked method at one retention, one GPU slot."""
     try:
-        path, shown, question, frames, max_new_tokens, model_id = _checked(
-            video, question, model_id, frames, max_new_tokens)
-        configs = tuple(
-            logic.make_config(m, retention, tau=tau, cluster_ratio=cluster_ratio, knn_k=knn_k,
-                              inner_layer=inner_layer, inner_keep=inner_keep, text_weight=text_weight)
-            for m in logic.check_methods(methods)
-        )
-        progress(0.0, desc=f"loading {model_id}")
-        llm = POOL.get(model_id)
-        for config in configs:
-            logic.check_layer(config, llm)
-        result = compare_methods_on_gpu(llm.model_id, path, question, configs, frames, max_new_tokens,
-                                        LIMITS.max_generate_seconds)
-        result.video_name = shown
-        progress(1.0, desc="drawing")
+        knobs = dict(tau=tau, cluster_ratio=cluster_ratio, knn_k=knn_k, inner_layer=inner_layer,
+                     inner_keep=inner_keep, text_weight=text_weight)
+        llm, result = _compare(video, question, model_id, retention, frames, logic.check_methods(methods), knobs,
+                               max_new_tokens, progress)
         grids = viz.retention_grids(result.frames, [a.provenance for a in result.runs], timestamps=result.timestamps,
-                                    titles=[logic.answer_title(a, len(result.frames)) for a in result.runs])
-        answers = {"headers": logic.METHODS_ANSWER_HEADERS, "data": logic.methods_answer_rows(result)}
-        table = {"headers": logic.METHODS_HEADERS, "data": logic.methods_rows(result)}
-        _warn(result.notes)
-        return banner_for(llm), answers, table, grids, logic.methods_details(result)
+                                    titles=logic.grid_titles(result))
+        answers = {"headers": logic.ANSWER_HEADERS, "data": logic.answer_rows(result)}
+        return banner_for(llm), answers, _table(result), grids, logic.details(result)
     except Exception as err:  # noqa: BLE001
         raise _refuse(err) from None
 
@@ -223,7 +341,21 @@ def banner_for(llm) -> str:
 def run_example(video, question):
     """Examples run with the default model and controls (what the Space caches lazily)."""
     return run(video, question, STARTUP.llm.model_id, logic.RETENTION_PERCENT[2], logic.FRAMES[2], "stc",
-               0.7, 0.3, 7, None, 0.5, 0.5, logic.MAX_NEW_TOKENS[2])
+               *(logic.knob_default(name) for name in KNOBS), logic.MAX_NEW_TOKENS[2])
+
+
+def gpu_note(model_id, frames, max_new_tokens, methods=None) -> str:
+    """On ZeroGPU, before a click: the GPU time it will ask for and whether an anonymous visitor's
+    quota covers it (empty elsewhere). ``methods`` None: a Run (one method)."""
+    if not logic.on_zero_gpu():
+        return ""
+    try:
+        runs = max(1, len(methods)) if methods is not None else 1
+        seconds = logic.gpu_seconds(model_id, "", "", (None,) * runs, int(frames), int(max_new_tokens),
+                                    LIMITS.max_generate_seconds)
+    except (TypeError, ValueError):
+        return ""
+    return logic.quota_note(seconds)
 
 
 def compressed_label(method: str, retention: float):
@@ -245,8 +377,8 @@ def build_demo() -> gr.Blocks:
     methods = logic.method_choices()
     # Uploads and drawn outputs are deleted after cache_max_age (checked every sixth of it).
     age = int(LIMITS.cache_max_age)
-    with gr.Blocks(title="stc: unified spatiotemporal token compression",
-                   delete_cache=(max(1, age // 6), age)) as demo:
+    with Demo(title="stc: unified spatiotemporal token compression",
+              delete_cache=(max(1, age // 6), age)) as demo:
         gr.Markdown(
             "# stc — keep 2% of a video's visual tokens\n"
             "Training-free token compression for Video-LLMs (Du et al., *Unified Spatiotemporal Token "
@@ -268,16 +400,24 @@ def build_demo() -> gr.Blocks:
                 with gr.Accordion("advanced", open=False):
                     method = gr.Dropdown(methods, value="stc" if "stc" in methods else methods[0],
                                          label="method (Run)")
-                    tau = gr.Slider(0.05, 1.0, value=0.7, step=0.05, label="τ — similarity threshold of unified selection")
-                    cluster_ratio = gr.Slider(0.0, 0.95, value=0.3, step=0.05, label="cluster ratio — budget share of refilled clusters")
-                    knn_k = gr.Slider(1, 32, value=7, step=1, label="k — neighbours of the DPC-kNN density")
-                    inner_layer = gr.Number(value=None, precision=0, minimum=0,
+                    default = logic.knob_default  # STCConfig's defaults, written once there
+                    tau = gr.Slider(0.05, 1.0, value=default("tau"), step=0.05,
+                                    label="τ — similarity threshold of unified selection")
+                    cluster_ratio = gr.Slider(0.0, 0.95, value=default("cluster_ratio"), step=0.05,
+                                              label="cluster ratio — budget share of refilled clusters")
+                    knn_k = gr.Slider(1, 32, value=default("knn_k"), step=1, label="k — neighbours of the DPC-kNN density")
+                    inner_layer = gr.Number(value=default("inner_layer"), precision=0, minimum=0,
                                             label="K — decoder layer of stage 2 (empty: the method's default)")
-                    inner_keep = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="R — share of visual tokens kept at layer K (1 = off)")
-                    text_weight = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="λ — weight of text similarity vs attention")
+                    inner_keep = gr.Slider(0.05, 1.0, value=default("inner_keep"), step=0.05,
+                                           label="R — share of visual tokens kept at layer K (1 = off)")
+                    text_weight = gr.Slider(0.0, 1.0, value=default("text_weight"), step=0.05,
+                                            label="λ — weight of text similarity vs attention")
                     max_new_tokens = gr.Slider(*logic.MAX_NEW_TOKENS[:2], value=logic.MAX_NEW_TOKENS[2], step=8,
                                                label="max new tokens")
                 run_button = gr.Button("Run", variant="primary", elem_id="run")
+                # On ZeroGPU: what the next click asks for, said before the click.
+                run_note = gr.Markdown(gpu_note(llm.model_id, logic.FRAMES[2], logic.MAX_NEW_TOKENS[2]),
+                                       elem_id="gpu-note", visible=logic.on_zero_gpu())
             with gr.Column(scale=2):
                 with gr.Tabs(selected="single") as tabs:
                     with gr.Tab("baseline vs one method", id="single", elem_id="tab-single"):
@@ -287,8 +427,8 @@ def build_demo() -> gr.Blocks:
                             compressed_answer = gr.Textbox(label="compressed — stc", lines=6,
                                                            elem_id="compressed-answer")
                         summary = gr.Markdown(elem_id="summary")
-                        table = gr.Dataframe(headers=logic.METRIC_HEADERS, label="costs", wrap=True, elem_id="metrics",
-                                             column_widths=["36%", "18%", "24%", "22%"], max_height=800)
+                        table = gr.Dataframe(headers=logic.COST_HEADERS, label="costs, one row per run", wrap=True,
+                                             elem_id="metrics", max_height=800, column_widths=COST_WIDTHS)
                         gr.Markdown("### Token retention — every sampled frame, every patch")
                         grid = gr.Image(show_label=False, type="pil", format="png", elem_id="grid")
                         gr.Markdown(GRID_LEGEND)
@@ -300,20 +440,28 @@ def build_demo() -> gr.Blocks:
                             label="methods, each at the retention on the left (plus the baseline)",
                             elem_id="compare-methods")
                         compare_button = gr.Button("Compare", variant="primary", elem_id="compare")
+                        compare_note = gr.Markdown(
+                            gpu_note(llm.model_id, logic.FRAMES[2], logic.MAX_NEW_TOKENS[2], logic.COMPARE_DEFAULT),
+                            elem_id="compare-gpu-note", visible=logic.on_zero_gpu())
                         compare_summary = gr.Markdown(elem_id="compare-summary")
-                        compare_answers = gr.Dataframe(headers=logic.METHODS_ANSWER_HEADERS, label="answers",
+                        compare_answers = gr.Dataframe(headers=logic.ANSWER_HEADERS, label="answers",
                                                        wrap=True, elem_id="compare-answers",
                                                        column_widths=["22%", "78%"], max_height=600)
-                        compare_table = gr.Dataframe(headers=logic.METHODS_HEADERS, label="costs, one row per run",
+                        compare_table = gr.Dataframe(headers=logic.COST_HEADERS, label="costs, one row per run",
                                                      wrap=True, elem_id="compare-metrics", max_height=600,
-                                                     column_widths=["12%", "15%", "9%", "9%", "9%", "8%", "11%",
-                                                                    "8%", "9%", "10%"])
+                                                     column_widths=COST_WIDTHS)
                         gr.Markdown("### Token retention of each method")
                         compare_grids = gr.Image(show_label=False, type="pil", format="png", elem_id="compare-grids")
                         gr.Markdown(GRID_LEGEND)
 
         inputs = [video, question, model, retention, frames, method, tau, cluster_ratio, knn_k, inner_layer,
                   inner_keep, text_weight, max_new_tokens]
+        # The names messages give the controls (those of the handler's own checks).
+        demo.input_names = {c._id: name for c, name in [
+            (video, "video"), (question, "question"), (model, "model"), (retention, "retention (%)"),
+            (frames, "frames"), (method, "method"), (tau, "τ"), (cluster_ratio, "cluster ratio"), (knn_k, "kNN k"),
+            (inner_layer, "K (stage-2 layer)"), (inner_keep, "R"), (text_weight, "λ"),
+            (max_new_tokens, "max new tokens"), (compare_methods, "method")]}
         outputs = [banner, baseline_answer, compressed_answer, grid, table, chart, summary]
         # Both buttons share one concurrency group: one model, one request on it at a time.
         run_button.click(run, inputs, outputs, api_name="run", concurrency_id="model").success(
@@ -326,6 +474,12 @@ def build_demo() -> gr.Blocks:
                              api_name="compare", concurrency_id="model")
         method.change(knob_states, method, [tau, cluster_ratio, knn_k, inner_layer, inner_keep, text_weight],
                       api_visibility="private", queue=False)
+        if logic.on_zero_gpu():
+            for control in (model, frames, max_new_tokens, compare_methods):
+                control.change(gpu_note, [model, frames, max_new_tokens], run_note, api_visibility="private",
+                               queue=False)
+                control.change(gpu_note, [model, frames, max_new_tokens, compare_methods], compare_note,
+                               api_visibility="private", queue=False)
         gr.Examples(
             [[str(HERE / v), q] for v, q in EXAMPLES],
             [video, question],
@@ -345,20 +499,44 @@ def build_demo() -> gr.Blocks:
     return demo
 
 
-demo = build_demo()
-
-
 def launch(blocks: gr.Blocks | None = None, **kwargs):
     """Launch ``blocks`` (default: the module's demo) with the app's settings; keyword arguments
     override them (tests pass a loopback address and a free port)."""
     # show_error: Gradio's own refusals (a path that is not an upload, a value outside a slider's
     # range) reach the visitor as their one-line message, not a bare "Error".
     settings = dict(server_name=ARGS.host, server_port=ARGS.port, share=ARGS.share or None,
-                    max_file_size=int(LIMITS.max_upload_mb * 2**20), allowed_paths=[str(EXAMPLES_DIR)],
+                    max_file_size=int(LIMITS.max_upload_mb * 2**20),
+                    allowed_paths=[str(EXAMPLES_DIR / Path(clip).name) for clip, _ in EXAMPLES],
                     show_error=True)
     settings.update(kwargs)
     return (blocks or demo).launch(**settings)
 
 
-if __name__ == "__main__":
+def create_app(argv: list[str] | argparse.Namespace | None = None) -> gr.Blocks:
+    """Read the flags (``argv``: a list, parsed; None: no flags), load the default model (the
+    offline tiny model when it cannot be had) and build the page; returns it (also `demo`).
+
+    On ZeroGPU this runs before `launch`: the weights placed on the device here are what it packs.
+    """
+    global ARGS, LIMITS, POOL, STARTUP, MODEL_CHOICES, MODEL_IDS, demo
+    ARGS = argv if isinstance(argv, argparse.Namespace) else parse_args(list(argv or []))
+    LIMITS = logic.Limits.from_env(**{name: getattr(ARGS, name) for name in logic.Limits.ENV})
+    POOL = logic.ModelPool()
+    STARTUP = POOL.load_default(ARGS.model)
+    # On ZeroGPU only the model loaded now (and the tiny ones) may be picked: see model_choices.
+    loaded = [STARTUP.llm.model_id] + ([] if logic.on_zero_gpu() else [STARTUP.requested])
+    MODEL_CHOICES = logic.model_choices(*loaded)
+    MODEL_IDS = [mid for _, mid in MODEL_CHOICES]
+    demo = build_demo()
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    create_app(sys.argv[1:] if argv is None else argv)
     launch()
+
+
+if __name__ == "__main__":
+    main()
+

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import torch
 
+# transformers' own helpers (the pinned version exports them from each model file; Qwen2's are
+# the ones Qwen2, Qwen2-VL and Qwen2.5-VL text layers and the SigLIP/Qwen vision towers use).
+from transformers.models.qwen2.modeling_qwen2 import repeat_kv, rotate_half
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
+__all__ = ["apply_rope", "attention_received", "causal_attention_rows", "rotate_half"]
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding as transformers' Qwen2 / Qwen2.5-VL text layers apply it.
+    """Rotary embedding as transformers' Qwen2 / Qwen2.5-VL text layers apply it
+    (`apply_rotary_pos_emb` with unsqueeze_dim=1, for one tensor: q and k take different rows).
 
     x: [B, H, L, dh]; cos, sin: [B, L, dh] (already recomposed for mRoPE).
     """
@@ -25,8 +27,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 def _expand_kv(k: torch.Tensor, heads: int) -> torch.Tensor:
-    """[B, Hkv, L, dh] -> [B, heads, L, dh] (grouped-query attention)."""
-    return k.repeat_interleave(heads // k.shape[1], dim=1) if k.shape[1] != heads else k
+    """[B, Hkv, L, dh] -> [B, heads, L, dh] (grouped-query attention), as the model does."""
+    return repeat_kv(k, heads // k.shape[1])
 
 
 @torch.no_grad()

@@ -13,38 +13,21 @@ chunked so peak memory grows linearly with the number of tokens, never with its 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-from .config import round_half_up
+from .arith import round_half_up, segment_mean
+from .results import Compressed
+
+# The paper's stage-1 hyper-parameters (shared/method.md); STCConfig takes its defaults from here.
+DEFAULT_TAU = 0.7
+DEFAULT_CLUSTER_RATIO = 0.3
+DEFAULT_KNN_K = 7
 
 # Elements of one chunk of a pairwise [rows, cols] matrix (fp32): 16M -> 64 MiB.
 _CHUNK_ELEMENTS = 1 << 24
 # Candidates resolved together by unified selection.
 _SELECT_BLOCK = 512
-
-
-@dataclass(frozen=True)
-class Compressed:
-    """Result of :func:`compress_tokens` for one video of T frames x N tokens (M = T * N).
-
-    tokens:     [B, D] output tokens in original spatiotemporal (frame-major) order.
-    source:     [B] long, strictly increasing flat index into T*N of the position each output
-                token takes (its own, or its cluster centre's).
-    assignment: [M] long, output slot of every input token; -1 where no output represents it
-                (only possible when the budget leaves no cluster).
-    selected:   [B] bool, True for tokens picked by unified selection, False for refilled clusters.
-    """
-
-    tokens: torch.Tensor
-    source: torch.Tensor
-    assignment: torch.Tensor
-    selected: torch.Tensor
-
-    @property
-    def budget(self) -> int:
-        return self.tokens.shape[0]
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:
@@ -177,30 +160,15 @@ def dpc_knn(features: torch.Tensor, num_clusters: int, k: int = 7) -> tuple[torc
     return centres, labels
 
 
-def segment_mean(features: torch.Tensor, labels: torch.Tensor, num_segments: int) -> torch.Tensor:
-    """Mean of the rows of features [m, D] per label in [0, num_segments) -> [num_segments, D].
-
-    Deterministic on every device (sorted cumulative sums in fp64 instead of atomic adds); every
-    segment must be non-empty. Result in features' dtype.
-    """
-    order = torch.sort(labels, stable=True).indices
-    counts = torch.bincount(labels, minlength=num_segments)
-    csum = torch.cumsum(features[order].double(), dim=0)
-    ends = torch.cumsum(counts, 0) - 1
-    totals = csum[ends]
-    totals = torch.cat([totals[:1], totals[1:] - totals[:-1]])
-    return (totals / counts[:, None].double()).to(features.dtype)
-
-
 @torch.no_grad()
 def compress_tokens(
     features: torch.Tensor,
     scores: torch.Tensor,
     budget: int,
     *,
-    tau: float = 0.7,
-    cluster_ratio: float = 0.3,
-    knn_k: int = 7,
+    tau: float = DEFAULT_TAU,
+    cluster_ratio: float = DEFAULT_CLUSTER_RATIO,
+    knn_k: int = DEFAULT_KNN_K,
 ) -> Compressed:
     """Compress a video's visual tokens to exactly ``budget`` tokens (stc stage 1).
 

@@ -11,6 +11,11 @@ import math
 from dataclasses import dataclass, fields, replace
 from numbers import Integral, Real
 
+from .arith import budget_for, round_half_up  # noqa: F401 - round_half_up: re-exported (its earlier home)
+from .compress import DEFAULT_CLUSTER_RATIO, DEFAULT_KNN_K, DEFAULT_TAU
+from .merge import DEFAULT_TEXT_WEIGHT
+from .methods import get_method
+
 
 def _check_real(name: str, value, lo: float, hi: float, *, lo_open: bool, hi_open: bool) -> float:
     """Return ``value`` as float or raise ValueError naming the field and its allowed range."""
@@ -65,13 +70,13 @@ class STCConfig:
     retention: float
     method: str = "stc"
     # stage 1
-    tau: float = 0.7
-    cluster_ratio: float = 0.3
-    knn_k: int = 7
+    tau: float = DEFAULT_TAU
+    cluster_ratio: float = DEFAULT_CLUSTER_RATIO
+    knn_k: int = DEFAULT_KNN_K
     # stage 2
     inner_layer: int | None = None
     inner_keep: float = 0.5
-    text_weight: float = 0.5
+    text_weight: float = DEFAULT_TEXT_WEIGHT
 
     def __post_init__(self) -> None:
         checked = {
@@ -86,8 +91,6 @@ class STCConfig:
                 "text_weight", self.text_weight, 0.0, 1.0, lo_open=False, hi_open=False
             ),
         }
-        from .methods import get_method  # imported here: the registry imports stc modules
-
         if not isinstance(self.method, str):
             raise ValueError(f"method must be a method name (see stc.list_methods()), got {self.method!r}")
         get_method(self.method)  # ValueError naming the available methods
@@ -106,13 +109,3 @@ class STCConfig:
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-def round_half_up(x: float) -> int:
-    """The project's one rounding rule for token counts (Python's round() rounds half to even)."""
-    return int(math.floor(x + 0.5))
-
-
-def budget_for(retention: float, total_tokens: int) -> int:
-    """round(retention * total_tokens) (half up), clamped to [1, total_tokens]."""
-    return max(1, min(total_tokens, round_half_up(retention * total_tokens)))

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
+from typing import Callable
 
-from .config import round_half_up
+from .arith import default_inner_layer, round_half_up
 
-__all__ = ["ARCHITECTURES", "LLMDims", "default_inner_layer", "flops", "llm_dims"]
+__all__ = ["ARCHITECTURES", "LLMDims", "default_inner_layer", "flops", "llm_dims", "register_configs"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class LLMDims:
 _QWEN2_7B = LLMDims(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28)
 
 # Text-model sizes of known checkpoints, from their config.json (offline: the hub is not needed
-# to count FLOPs). The tiny-random ids are added lazily from stc.models.tiny's configs.
+# to count FLOPs). More ids come from `register_configs` (stc.models registers its tiny models).
 ARCHITECTURES: dict[str, LLMDims] = {
     # LLaVA-OneVision and LLaVA-Video: Qwen2 LLMs.
     "llava-hf/llava-onevision-qwen2-0.5b-ov-hf": LLMDims(896, 4864, 24),
@@ -56,17 +57,23 @@ ARCHITECTURES: dict[str, LLMDims] = {
 }
 
 
-def _tiny_dims() -> dict[str, LLMDims]:
-    # Imported lazily: stc.models.tiny pulls in the transformers model classes.
-    from stc.models.tiny import TINY_IDS, tiny_config
+# Model-id prefix ("tiny-random/") -> (a function returning that id's transformers config, one
+# listing the ids it knows).
+_CONFIG_SOURCES: dict[str, tuple[Callable[[str], object], Callable[[], list[str]]]] = {}
 
-    return {name: _dims_from_config(tiny_config(name)) for name in TINY_IDS}
+
+def register_configs(prefix: str, config_of: Callable[[str], object], known: Callable[[], list[str]]) -> None:
+    """Let `llm_dims` resolve ids starting with ``prefix`` through ``config_of(id)`` (a
+    transformers config; ValueError for an id it does not know); ``known()`` lists those ids.
+
+    How a higher layer teaches this module model ids it cannot know by itself (stc registers
+    its tiny-random models) without this module importing that layer.
+    """
+    _CONFIG_SOURCES[prefix] = (config_of, known)
 
 
 def _known_ids() -> list[str]:
-    from stc.models.tiny import TINY_IDS
-
-    return sorted(ARCHITECTURES) + list(TINY_IDS)
+    return sorted(ARCHITECTURES) + [i for _, known in _CONFIG_SOURCES.values() for i in known()]
 
 
 def _dims_from_config(config) -> LLMDims:
@@ -95,10 +102,12 @@ def llm_dims(model) -> LLMDims:
     if isinstance(model, str):
         if model in ARCHITECTURES:
             return ARCHITECTURES[model]
-        if model.startswith("tiny-random/"):
-            tiny = _tiny_dims()
-            if model in tiny:
-                return tiny[model]
+        for prefix, (config_of, _) in _CONFIG_SOURCES.items():
+            if model.startswith(prefix):
+                try:
+                    return _dims_from_config(config_of(model))
+                except ValueError:
+                    break
         raise ValueError(f"unknown model id {model!r}; known ids: {', '.join(_known_ids())}")
     if hasattr(model, "hidden_size") or hasattr(model, "get_text_config") or hasattr(model, "text_config"):
         return _dims_from_config(model)
@@ -108,12 +117,6 @@ def llm_dims(model) -> LLMDims:
         f"cannot read LLM sizes from a {type(model).__name__}; pass a model id, a config, or an "
         "object with .config"
     )
-
-
-def default_inner_layer(num_layers: int) -> int:
-    """Stage 2's layer K for an LLM of `num_layers` layers: 18 of 28, scaled (method.md),
-    rounded half up like every token count. The one definition of the depth rule."""
-    return round_half_up(18 / 28 * num_layers)
 
 
 def _check_int(name: str, value, low: int) -> int:

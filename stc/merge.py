@@ -8,11 +8,13 @@ kept token. Pure tensor functions; the model adapters call them from a hook.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from .compress import segment_mean
+from .arith import segment_mean
+from .results import Merged
+
+# The paper's lambda (shared/method.md); STCConfig takes its default from here.
+DEFAULT_TEXT_WEIGHT = 0.5
 
 
 def _minmax(x: torch.Tensor) -> torch.Tensor:
@@ -24,7 +26,7 @@ def _minmax(x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def text_aware_scores(
-    visual: torch.Tensor, text: torch.Tensor, attn: torch.Tensor, text_weight: float = 0.5
+    visual: torch.Tensor, text: torch.Tensor, attn: torch.Tensor, text_weight: float = DEFAULT_TEXT_WEIGHT
 ) -> torch.Tensor:
     """Importance I(v) = (1 - lambda) * A_m(v) + lambda * S_m(v) of every visual token.
 
@@ -42,21 +44,6 @@ def text_aware_scores(
     t = torch.nn.functional.normalize(text.float(), dim=-1)
     s_m = _minmax((v @ t.T).amax(dim=1))
     return (1.0 - text_weight) * a_m + text_weight * s_m
-
-
-@dataclass(frozen=True)
-class Merged:
-    """Result of :func:`merge_into_kept` for Nv visual tokens.
-
-    tokens:     [K, D] kept tokens, each the mean of itself and the tokens merged into it, in
-                original order.
-    keep_index: [K] long, strictly increasing indices (into the Nv inputs) of the kept tokens.
-    assignment: [Nv] long, output slot of every input token.
-    """
-
-    tokens: torch.Tensor
-    keep_index: torch.Tensor
-    assignment: torch.Tensor
 
 
 @torch.no_grad()

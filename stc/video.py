@@ -6,8 +6,12 @@ file could not give what was asked. Sampling is uniform over the whole video by 
 (`sample_indices`). decord reads frames when it is importable, PyAV otherwise; PyAV always
 validates the file first, so a bad file gets the same one-line `ValueError` either way. Long
 files are never decoded whole: PyAV seeks to the keyframe before each sampled frame and
-decodes forward from there. `probe` reads only the header (duration, frame rate, size), for
-limits checked before any decoding.
+decodes forward from there. Memory is bounded before anything is decoded: both backends
+scale each frame to the working size (longer side `max_side`) as it leaves the decoder, in
+uint8; frames over `MAX_FRAME_PIXELS` and requests over `MAX_PIXELS` (frames x working
+pixels) are refused; huge frames get fewer decoder threads. `probe` reads the header
+(duration, frame rate, size) for limits checked before any decoding; where the header has no
+plausible duration it counts packets, bounded in time, and refuses a file it cannot measure.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import hashlib
 import math
 import numbers
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +44,21 @@ _SEEK_GAP_SECONDS = 2.0
 _MIN_DECODABLE_FRACTION = 0.9
 # content_hash reads at most this many bytes of frames (row-strided beyond it).
 _HASH_MAX_BYTES = 32 * 2**20
+
+# The memory budget, checked before the first frame is decoded. A frame larger than
+# MAX_FRAME_PIXELS (8192 x 8192) is never decoded (the decoder itself is told, so a header
+# that understates the size does not get past it); the sampled frames at working size may
+# hold at most MAX_PIXELS pixels (768 MiB of RGB): 148 square or 264 16:9 frames at 1344 px.
+MAX_FRAME_PIXELS = 2**26
+MAX_PIXELS = 2**28
+# A frame-threaded decoder holds about one decoded frame per thread: threads are capped so
+# that this many bytes of them suffice (8000 x 8000 frames get 2 threads, 4K ones all).
+_DECODER_BYTES = 2**29
+_AUTO_THREADS = 16  # FFmpeg's most automatic decoder threads
+# A header without a plausible duration: the length is measured by reading packets (no
+# decoding) for at most this long; a file that takes longer is refused.
+_LENGTH_SCAN_SECONDS = 5.0
+_MAX_PLAUSIBLE_SECONDS = 30 * 24 * 3600.0
 
 
 def sample_indices(total: int, num_frames: int) -> np.ndarray:
@@ -195,12 +215,17 @@ class Video:
 
 @dataclass
 class _Probe:
-    """What PyAV's header parse says about the first video stream."""
+    """What PyAV's header parse (and, where the header falls short, a packet count) says about
+    the first video stream."""
 
     fps: float | None
     duration: float | None
-    declared_frames: int  # 0 when the container does not say
+    declared_frames: int  # 0 when unknown
     start: float  # seconds of the first frame's pts
+    width: int = 0
+    height: int = 0
+    counted: int | None = None  # exact packet count, when the packets were read
+    timed: bool = True  # frames carry timestamps (seeking by time works)
 
 
 def _fail(path: str, why: str) -> ValueError:
@@ -223,9 +248,66 @@ def _video_stream(container, path: str):
     return container.streams.video[0]
 
 
-def _probe(stream, container) -> _Probe:
-    rate = stream.average_rate or stream.guessed_rate
-    fps = float(rate) if rate else None
+def _plausible(duration: float | None, fps: float | None, frames: int) -> bool:
+    """A header duration to trust: finite, positive, not absurd, and not contradicted by the
+    header's own frame count (5 frames said to last two hours, or 10^6 frames in 2 s)."""
+    if duration is None or not math.isfinite(duration) or not 0 < duration <= _MAX_PLAUSIBLE_SECONDS:
+        return False
+    if frames and fps:
+        expected = duration * fps
+        return abs(frames - expected) <= max(2.0, 0.5 * max(frames, expected))
+    return True
+
+
+def _count_packets(container, stream, path: str, start: float) -> tuple[int, float | None]:
+    """(packets with data, end of the last one in seconds from `start` or None when packets
+    carry no timestamps), reading packets without decoding them for at most
+    _LENGTH_SCAN_SECONDS; a corrupt tail ends the count."""
+    import av
+
+    deadline = time.monotonic() + _LENGTH_SCAN_SECONDS
+    tb = stream.time_base
+    count, end = 0, None
+    try:
+        for packet in container.demux(stream):
+            if packet.size:
+                count += 1
+                if packet.pts is not None and tb is not None:
+                    stamp = float((packet.pts + (packet.duration or 0)) * tb) - start
+                    end = stamp if end is None else max(end, stamp)
+            if count % 256 == 0 and time.monotonic() > deadline:
+                so_far = f", {end:.0f} s" if end is not None else ""
+                raise _fail(
+                    path,
+                    f"no usable duration in its header, and its length could not be measured within "
+                    f"{_LENGTH_SCAN_SECONDS:g} s ({count} frames{so_far} read so far)",
+                )
+    except av.error.FFmpegError:
+        pass
+    return count, end
+
+
+def _first_frame_size(path: str) -> tuple[int, int]:
+    """Frame size from the first decoded frame, for a header that does not say."""
+    import av
+
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        stream.codec_context.options = {"max_pixels": str(MAX_FRAME_PIXELS)}
+        try:
+            for frame in container.decode(stream):
+                return frame.width, frame.height
+        except av.error.FFmpegError as err:
+            raise _fail(path, f"frame size is not in its header and no frame decodes ({err.strerror})") from None
+    raise _fail(path, "frame size is not in its header and no frame decodes")
+
+
+def _probe(stream, container, path: str) -> _Probe:
+    """The header's duration, rate, frame count and size; where the duration is missing or
+    implausible (a live-mode Matroska, a raw H.264 stream), packets are counted instead."""
+    average = float(stream.average_rate) if stream.average_rate else None
+    guessed = float(stream.guessed_rate) if stream.guessed_rate else None
+    fps = average or guessed
     tb = stream.time_base
     duration = None
     if stream.duration is not None and tb is not None:
@@ -234,21 +316,77 @@ def _probe(stream, container) -> _Probe:
         duration = container.duration / 1_000_000  # AV_TIME_BASE
     start = float(stream.start_time * tb) if stream.start_time is not None and tb is not None else 0.0
     declared = int(stream.frames or 0)
+    width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
+    counted, timed = None, True
+    if not _plausible(duration, fps, declared):
+        counted, end = _count_packets(container, stream, path, start)
+        if counted == 0:
+            raise _fail(path, "no video frames (corrupt or truncated file)")
+        declared, timed = counted, end is not None and end > 0
+        # Raw streams get a 25 fps placeholder as average rate; the guessed rate comes from
+        # the timestamps or the stream's own timing information.
+        fps = guessed or average or (counted / end if timed else None)
+        if not fps:
+            raise _fail(path, "neither its header nor its packets say how long it is")
+        # The last timestamp, or for a stream without any (raw H.264) the count at its rate.
+        duration = end if timed else counted / fps
     if not declared and fps and duration:
         declared = int(round(duration * fps))
-    return _Probe(fps=fps, duration=duration, declared_frames=declared, start=start)
+    if width <= 0 or height <= 0:
+        width, height = _first_frame_size(path)
+    return _Probe(fps=fps, duration=duration, declared_frames=declared, start=start, width=width, height=height,
+                  counted=counted, timed=timed)
 
 
-def _rgb(frame, max_side: int | None) -> np.ndarray:
-    """A decoded frame as uint8 RGB [H, W, 3], scaled down (aspect kept, even sizes) so its
-    longer side is at most ``max_side``. Scaling happens in the conversion itself, so a 4K
-    video never holds full-size RGB frames in memory."""
-    w, h = frame.width, frame.height
-    if max_side is None or max(w, h) <= max_side:
+def _working_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) of frames as returned: the longer side scaled down to ``max_side``
+    (aspect kept, even sizes), the decoded size when it already fits."""
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
+
+
+def _check_budget(path: str, probe: _Probe, count: int, size: tuple[int, int]) -> None:
+    """Refuse, before decoding, a frame larger than MAX_FRAME_PIXELS or `count` frames of
+    `size` (working size) over MAX_PIXELS."""
+    pixels = probe.width * probe.height
+    if pixels > MAX_FRAME_PIXELS:
+        raise _fail(
+            path,
+            f"frames are {probe.width}x{probe.height} ({pixels / 1e6:.0f} megapixels); "
+            f"at most {MAX_FRAME_PIXELS / 1e6:.0f} megapixels per frame are decoded",
+        )
+    total = count * size[0] * size[1]
+    if total > MAX_PIXELS:
+        raise ValueError(
+            f"{count} frames of {size[0]}x{size[1]} are {total / 1e6:.0f} megapixels; load_video holds at most "
+            f"{MAX_PIXELS / 1e6:.0f} (ask for fewer frames or a smaller max_side)"
+        )
+
+
+def _decoder_threads(probe: _Probe) -> int:
+    """Decoder threads for this frame size: 0 (FFmpeg's automatic count) unless one decoded
+    frame per thread would pass _DECODER_BYTES."""
+    per_thread = 3 * max(1, probe.width * probe.height)  # 4:4:4 8-bit, or 4:2:0 at 10 bits
+    cap = _DECODER_BYTES // per_thread
+    return 0 if cap >= _AUTO_THREADS else max(1, cap)
+
+
+def _configure(stream, probe: _Probe) -> None:
+    """Threads bounded by frame size, and a decoder that refuses frames over MAX_FRAME_PIXELS
+    whatever the header said."""
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = _decoder_threads(probe)
+    stream.codec_context.options = {"max_pixels": str(MAX_FRAME_PIXELS)}
+
+
+def _rgb(frame, size: tuple[int, int]) -> np.ndarray:
+    """A decoded frame as uint8 RGB [H, W, 3] at ``size`` (width, height). Scaling happens in
+    the colour conversion itself, so no full-size RGB frame is ever made."""
+    if (frame.width, frame.height) == size:
         return frame.to_ndarray(format="rgb24")
-    scale = max_side / max(w, h)
-    width, height = max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)
-    return frame.to_ndarray(format="rgb24", width=width, height=height)
+    return frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
 
 
 def _check_decodable(path: str, found: int, declared: int) -> None:
@@ -262,28 +400,31 @@ def _frame_time(frame, start: float) -> float | None:
     return None if frame.time is None else float(frame.time) - start
 
 
-def _read_sequential(path: str, num_frames: int, probe: _Probe, total: int | None = None, max_side=None):
+def _read_sequential(path: str, num_frames: int, probe: _Probe, size: tuple[int, int], total: int | None = None):
     """Decode front to back, converting only the sampled frames. Exact frame indices."""
     import av
 
-    with _open(path) as container:
-        stream = _video_stream(container, path)
-        if total is None:
+    if total is None:
+        total = probe.counted
+    if total is None:
+        with _open(path) as container:
+            stream = _video_stream(container, path)
             # Demuxing (no decoding) counts the frames exactly; headers can be off by one or
             # missing (AVI, MKV).
             total = sum(1 for packet in container.demux(stream) if packet.size)
     _check_decodable(path, total, probe.declared_frames)
     wanted = sample_indices(total, num_frames)
+    _check_budget(path, probe, len(wanted), size)
     want = set(wanted.tolist())
     frames, times, decoded = {}, {}, 0
     with _open(path) as container:
         stream = _video_stream(container, path)
-        stream.thread_type = "AUTO"
+        _configure(stream, probe)
         try:
             for index, frame in enumerate(container.decode(stream)):
                 decoded = index + 1
                 if index in want:
-                    frames[index] = _rgb(frame, max_side)
+                    frames[index] = _rgb(frame, size)
                     times[index] = _frame_time(frame, probe.start)
                     if len(frames) == len(want):
                         break
@@ -293,23 +434,24 @@ def _read_sequential(path: str, num_frames: int, probe: _Probe, total: int | Non
         # Fewer frames decode than packets exist (a dropped frame, a truncated tail): sample
         # again over what really decodes.
         _check_decodable(path, decoded, total)
-        return _read_sequential(path, num_frames, probe, total=decoded, max_side=max_side)
+        return _read_sequential(path, num_frames, probe, size, total=decoded)
     fps = probe.fps or (total / probe.duration if probe.duration else 1.0)
     timestamps = [times[i] if times[i] is not None else i / fps for i in wanted.tolist()]
     return np.stack([frames[i] for i in wanted.tolist()]), np.asarray(timestamps), wanted, total, fps
 
 
-def _read_seeking(path: str, num_frames: int, probe: _Probe, max_side=None):
+def _read_seeking(path: str, num_frames: int, probe: _Probe, size: tuple[int, int]):
     """Seek near each sampled frame and decode forward; never decodes the whole file."""
     import av
 
     fps, total = probe.fps, probe.declared_frames
     wanted = sample_indices(total, num_frames)
+    _check_budget(path, probe, len(wanted), size)
     half = 0.5 / fps
     frames, timestamps, indices = [], [], []
     with _open(path) as container:
         stream = _video_stream(container, path)
-        stream.thread_type = "AUTO"
+        _configure(stream, probe)
         decoder, last, last_time, furthest = None, None, None, None
         for index in wanted.tolist():
             target = index / fps
@@ -320,12 +462,12 @@ def _read_seeking(path: str, num_frames: int, probe: _Probe, max_side=None):
             found = None
             try:
                 for frame in decoder:
-                    time = _frame_time(frame, probe.start)
-                    if time is None:
+                    at = _frame_time(frame, probe.start)
+                    if at is None:
                         raise _fail(path, "frames carry no timestamps; cannot seek in it")
-                    last, last_time = frame, time
-                    furthest = time if furthest is None else max(furthest, time)
-                    if time >= target - half:
+                    last, last_time = frame, at
+                    furthest = at if furthest is None else max(furthest, at)
+                    if at >= target - half:
                         found = frame
                         break
             except av.error.FFmpegError as err:
@@ -337,44 +479,44 @@ def _read_seeking(path: str, num_frames: int, probe: _Probe, max_side=None):
                     expected = probe.duration or total / fps
                     raise _fail(path, f"truncated or corrupt: {reached} of a declared {expected:.2f}s")
                 found = last
-            time = _frame_time(found, probe.start)
-            if indices and round(time * fps) <= indices[-1]:
+            at = _frame_time(found, probe.start)
+            if indices and round(at * fps) <= indices[-1]:
                 continue  # the same frame again (irregular timestamps); keep it once
-            frames.append(_rgb(found, max_side))
-            timestamps.append(time)
-            indices.append(int(round(time * fps)))
+            frames.append(_rgb(found, size))
+            timestamps.append(at)
+            indices.append(int(round(at * fps)))
     return np.stack(frames), np.asarray(timestamps), np.asarray(indices, dtype=np.int64), total, fps
 
 
-def _read_decord(path: str, num_frames: int, probe: _Probe, max_side=None):
-    """Read with decord; None when decord itself fails (PyAV then decides about the file)."""
+def _read_decord(path: str, num_frames: int, probe: _Probe, size: tuple[int, int]):
+    """Read with decord, scaled to ``size`` inside its reader (uint8, never a full-size RGB
+    batch); None when decord itself fails (PyAV then decides about the file)."""
+    scaled = size != (probe.width, probe.height)
     try:
         import decord
 
-        reader = decord.VideoReader(path, ctx=decord.cpu(0))
+        reader = decord.VideoReader(
+            path,
+            ctx=decord.cpu(0),
+            width=size[0] if scaled else -1,
+            height=size[1] if scaled else -1,
+            num_threads=_decoder_threads(probe),
+        )
         total = len(reader)
     except Exception:
         return None
     _check_decodable(path, total, probe.declared_frames)
     wanted = sample_indices(total, num_frames)
+    _check_budget(path, probe, len(wanted), size)
     try:
         frames = reader.get_batch(wanted.tolist()).asnumpy()
         timestamps = reader.get_frame_timestamp(wanted.tolist())[:, 0].astype(np.float64)
         fps = float(reader.get_avg_fps()) or probe.fps or 1.0
     except Exception:
         return None
+    if frames.shape[1:] != (size[1], size[0], 3) or frames.dtype != np.uint8:
+        return None  # the header's size was not the decoded one
     return frames, timestamps, wanted, total, fps
-
-
-def _downscale(frames: np.ndarray, max_side: int) -> np.ndarray:
-    import torch
-
-    h, w = frames.shape[1:3]
-    scale = max_side / max(h, w)
-    size = (max(2, int(round(h * scale / 2)) * 2), max(2, int(round(w * scale / 2)) * 2))
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    x = torch.nn.functional.interpolate(x, size=size, mode="area")
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def _decord_available() -> bool:
@@ -399,11 +541,11 @@ def _check_file(path: str | os.PathLike) -> str:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a video file's header says about its first video stream (see `probe`).
+    """What a video file says about its first video stream (see `probe`).
 
-    duration: seconds, None when the container does not say; fps: average frame rate, None
-    when unknown; frames: declared frame count (from duration x fps when the header has none;
-    0 when unknown); width / height: coded frame size in pixels.
+    duration: seconds (from the header, else measured from the packets); fps: average frame
+    rate, None when unknown; frames: declared frame count (from duration x fps when the header
+    has none, counted when the packets were read); width / height: coded frame size in pixels.
     """
 
     duration: float | None
@@ -414,25 +556,26 @@ class VideoInfo:
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:
-    """Read a video file's header without decoding a frame (milliseconds, whatever its length).
+    """A video file's duration, frame rate, frame count and size, without decoding a frame.
 
-    For checks before the real work, such as an app's duration or resolution limits. Raises
-    the same one-line ValueErrors as `load_video` for a missing, empty, non-video or
-    audio-only file; a file whose header parses but whose frames are corrupt passes here and
-    fails in `load_video`.
+    For checks before the real work, such as an app's duration or resolution limits. The
+    header answers in milliseconds, whatever the length. Where it has no plausible duration
+    (a live-mode Matroska, a raw H.264 stream) the packets are read, not decoded, for at most
+    5 s: the last timestamp, or the count over the frame rate, gives the length; a file that
+    cannot be measured in that time is refused. Raises the same one-line ValueErrors as
+    `load_video` for a missing, empty, non-video or audio-only file; a file whose header
+    parses but whose frames are corrupt passes here and fails in `load_video`.
     """
     path = _check_file(path)
     with _open(path) as container:
-        stream = _video_stream(container, path)
-        header = _probe(stream, container)
-        context = stream.codec_context
-        return VideoInfo(
-            duration=header.duration,
-            fps=header.fps,
-            frames=header.declared_frames,
-            width=int(context.width or 0),
-            height=int(context.height or 0),
-        )
+        header = _probe(_video_stream(container, path), container, path)
+    return VideoInfo(
+        duration=header.duration,
+        fps=header.fps,
+        frames=header.declared_frames,
+        width=header.width,
+        height=header.height,
+    )
 
 
 def load_video(
@@ -445,14 +588,16 @@ def load_video(
         num_frames: T, an int in [1, 1024]. A video with fewer frames gives all of them and
             says so in `Video.note`.
         backend: "auto" (decord if importable, else PyAV), "decord" or "pyav".
-        max_side: frames are scaled down (aspect kept) so the longer side is at most this
-            (default 1344: above every supported model's input size, and 4K frames never sit
-            in memory at full size); None keeps the decoded size.
+        max_side: frames are scaled down (aspect kept) so the longer side is at most this,
+            by either backend as each frame is decoded (default 1344: above every supported
+            model's input size, and 4K frames never sit in memory at full size as RGB); None
+            keeps the decoded size.
     Returns:
         A `Video` with frames uint8 [T, H, W, 3] and timestamps float [T] in seconds.
     Raises:
         ValueError (one line) for a bad num_frames/backend, a missing, empty, non-video,
-        audio-only, corrupt or truncated file.
+        audio-only, corrupt or truncated file, one whose length cannot be measured (see
+        `probe`), frames over MAX_FRAME_PIXELS, or sampled frames over MAX_PIXELS.
     """
     num_frames = _check_num_frames(num_frames)
     if max_side is not None and (isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 16):
@@ -464,21 +609,22 @@ def load_video(
     path = _check_file(path)
     # Header checks by PyAV for every backend, so errors read the same whichever decodes.
     with _open(path) as container:
-        probe = _probe(_video_stream(container, path), container)
+        probe = _probe(_video_stream(container, path), container, path)
+    # The budget, before any decoding (again in each reader once the frame count is exact).
+    size = _working_size(probe.width, probe.height, max_side)
+    _check_budget(path, probe, min(num_frames, probe.declared_frames or num_frames), size)
 
     result, used = None, "pyav"
     if backend == "decord" or (backend == "auto" and _decord_available()):
-        result, used = _read_decord(path, num_frames, probe, max_side), "decord"
+        result, used = _read_decord(path, num_frames, probe, size), "decord"
         if result is None and backend == "decord":
             raise _fail(path, "decord could not decode it")
     if result is None:
         used = "pyav"
-        long = probe.fps and probe.duration and probe.declared_frames > _SEQUENTIAL_MAX_FRAMES
+        long = probe.timed and probe.fps and probe.duration and probe.declared_frames > _SEQUENTIAL_MAX_FRAMES
         reader = _read_seeking if long else _read_sequential
-        result = reader(path, num_frames, probe, max_side=max_side)
+        result = reader(path, num_frames, probe, size)
     frames, timestamps, indices, total, fps = result
-    if max_side is not None and max(frames.shape[1:3]) > max_side:  # decord decodes at full size
-        frames = _downscale(frames, max_side)
 
     note = None
     if len(frames) < num_frames:

@@ -18,7 +18,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .models.base import DROPPED, MERGED_AT_K, REFILLED, SELECTED, Provenance, Stats
+from .results import DROPPED, MERGED_AT_K, REFILLED, SELECTED, Provenance, Stats
 
 __all__ = ["STATUS_COLORS", "ZERO_TOKENS", "cluster_palette", "cost_chart", "paint_patches", "retention_grid",
            "retention_grids"]

@@ -24,23 +24,18 @@ FRAMES, TOKENS = 8, 8
 
 
 def import_app():
-    """app.py as module ``app``, its default model pinned to the tiny one (imported once)."""
+    """app.py as module ``app``, set up on the offline tiny model (once per process): importing
+    it loads nothing; `create_app` reads the flags, loads the model and builds the page."""
     module = sys.modules.get("app")
-    if module is not None and Path(getattr(module, "__file__", "")) == ROOT / "app.py":
+    if module is not None and Path(getattr(module, "__file__", "")) == ROOT / "app.py" and module.demo is not None:
         return module
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    previous = os.environ.get("STC_MODEL")
-    os.environ["STC_MODEL"] = TINY
-    try:
-        spec = importlib.util.spec_from_file_location("app", ROOT / "app.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["app"] = module
-        spec.loader.exec_module(module)
-    finally:
-        if previous is None:
-            os.environ.pop("STC_MODEL", None)
-        else:
-            os.environ["STC_MODEL"] = previous
+    spec = importlib.util.spec_from_file_location("app", ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["app"] = module
+    spec.loader.exec_module(module)
+    assert module.POOL is None and module.demo is None  # nothing happens at import
+    module.create_app(["--model", TINY])
     return module
 
 
@@ -172,7 +167,7 @@ def test_cpu_refuses_a_model_it_cannot_hold(monkeypatch, offline):
 
     if torch.cuda.is_available():
         pytest.skip("the memory check applies to CPU runs")
-    monkeypatch.setattr(logic, "_memory_bytes", lambda: 16 * 2**30)
+    monkeypatch.setattr(logic.loading, "_memory_bytes", lambda: 16 * 2**30)
     with pytest.raises(logic.ModelUnavailable, match="GiB"):
         logic.load_model(logic.QWEN2_5_VL_7B)
 
@@ -198,7 +193,7 @@ def test_make_config_maps_the_controls():
 
 def test_method_choices_follow_the_registry(monkeypatch):
     assert "stc" in logic.method_choices() and "none" not in logic.method_choices()
-    monkeypatch.setattr(logic, "list_methods", lambda: ["none", "stc", "stc-stage1", "fastv"])
+    monkeypatch.setattr(logic.requests, "list_methods", lambda: ["none", "stc", "stc-stage1", "fastv"])
     assert logic.method_choices() == ["stc", "stc-stage1", "fastv"]
 
 
@@ -261,10 +256,15 @@ def test_compare_encodes_once_and_returns_picklable_results(tiny):
     # ZeroGPU moves arguments and results between processes.
     again = pickle.loads(pickle.dumps(result))
     assert again.compressed.stats == c
-    rows = logic.metrics_rows(result)
-    assert [r[0] for r in rows][:3] == ["visual tokens (sampled)", "visual tokens into the LLM",
-                                        f"visual tokens after layer K = {c.inner_layer}"]
+    rows = logic.cost_rows(result)  # the baseline's row, then the compressed run's
+    assert [r[0] for r in rows] == ["baseline", "stc 2%"] and all(len(r) == len(logic.COST_HEADERS) for r in rows)
+    assert rows[0][1] == f"{FRAMES * 196:,}" and rows[0][3] == "100.0%"
+    assert rows[1][1] == f"{c.visual_tokens_stage1} → {c.visual_tokens_stage2} (K = {c.inner_layer})"
+    assert float(rows[1][3][:-1]) < 5 and rows[1][6].endswith(("faster", "slower"))
     assert f"{c.visual_tokens_stage1} / {c.visual_tokens:,} visual tokens" in logic.details(result)
+    with pytest.raises(ValueError, match="runs"):
+        logic.run_comparison(tiny, CLIP, "q", [STCConfig(retention=0.02)] * 2, num_frames=FRAMES,
+                             max_new_tokens=1).compressed  # two runs: no single "compressed" answer
 
 
 def test_compare_methods_runs_every_method_on_one_encoding(tiny):
@@ -272,7 +272,7 @@ def test_compare_methods_runs_every_method_on_one_encoding(tiny):
     methods = logic.method_choices()
     configs = [STCConfig(retention=0.02, method=m) for m in methods]
     steps = []
-    result = logic.compare_methods(tiny, CLIP, "Which way does it turn?", configs, num_frames=FRAMES,
+    result = logic.run_comparison(tiny, CLIP, "Which way does it turn?", configs, num_frames=FRAMES,
                                    max_new_tokens=TOKENS, progress=lambda f, d: steps.append((f, d)))
     assert [a.config.method for a in result.runs] == methods and result.baseline.config is None
     assert not result.baseline.stats.vision_cached and all(a.stats.vision_cached for a in result.runs)
@@ -292,13 +292,13 @@ def test_compare_methods_runs_every_method_on_one_encoding(tiny):
     assert [a.stats for a in again.runs] == [a.stats for a in result.runs]
 
     labels = ["baseline"] + [f"{m} 2%" for m in methods]
-    rows = logic.methods_rows(result)
-    assert [r[0] for r in rows] == labels and all(len(r) == len(logic.METHODS_HEADERS) for r in rows)
+    rows = logic.cost_rows(result)
+    assert [r[0] for r in rows] == labels and all(len(r) == len(logic.COST_HEADERS) for r in rows)
     assert rows[0][3] == "100.0%" and rows[0][1] == f"{FRAMES * 196:,}"
     stc_row = rows[labels.index("stc 2%")]
     assert stc_row[1].startswith(f"{budget} → ") and stc_row[3].endswith("%") and float(stc_row[3][:-1]) < 5
-    assert [r[0] for r in logic.methods_answer_rows(result)] == labels
-    text = logic.methods_details(result)
+    assert [r[0] for r in logic.answer_rows(result)] == labels
+    text = logic.details(result)
     assert "Which way does it turn?" in text and "earth_rotation.mp4" in text and f"{len(methods)} methods" in text
 
 
@@ -307,8 +307,8 @@ def test_handler_returns_every_output(app):
     assert "meaningless" in banner and base and comp
     assert app.compressed_label("stc", 2.0).label == "compressed — stc 2%"
     assert grid.width > 500 and chart.width > 500
-    assert table["headers"] == logic.METRIC_HEADERS
-    assert "LLM FLOPs (paper convention)" in [row[0] for row in table["data"]]
+    assert table["headers"] == logic.COST_HEADERS and [row[0] for row in table["data"]] == ["baseline", "stc 2%"]
+    assert table["data"][1][2].endswith(("T", "G"))  # FLOPs in the paper's convention
     assert "stc 2%" in summary
 
 
@@ -346,7 +346,7 @@ def test_compare_handler_returns_every_method(app):
     assert "meaningless" in banner
     assert [row[0] for row in answers["data"]] == ["baseline", "stc 2%", "fastv 2%", "visionzip 2%"]
     assert all(row[1] for row in answers["data"])
-    assert table["headers"] == logic.METHODS_HEADERS and len(table["data"]) == 4
+    assert table["headers"] == logic.COST_HEADERS and len(table["data"]) == 4
     # One block per method, stacked: three grids of the same 8 frames.
     single = app.run(*run_args())[3]
     assert grids.width == single.width and grids.height == 3 * single.height + 2 * 14
@@ -420,8 +420,9 @@ def test_client_runs_a_real_clip_end_to_end(served):
     with Image.open(chart) as image:
         assert image.format == "PNG"
     rows = {row[0]: row for row in table["data"]}
-    assert rows["visual tokens into the LLM"][1:3] == [f"{FRAMES * 196:,}", f"{round(0.02 * FRAMES * 196)}"]
-    assert rows["vision encoding (s)"][2].endswith("(cached)")  # the video was encoded once
+    assert rows["baseline"][1] == f"{FRAMES * 196:,}"
+    assert rows["stc 2%"][1].startswith(f"{round(0.02 * FRAMES * 196)} → ")
+    assert "encoded once" in summary  # the video was encoded once, for both runs
 
     # A bad request is one line in the UI, and the app keeps serving.
     bad = run_args()
@@ -445,7 +446,7 @@ def test_client_compares_every_method_on_a_real_clip(served):
     labels = ["baseline"] + [f"{m} 2%" for m in methods]
     assert "meaningless" in banner
     assert [row[0] for row in answers["data"]] == labels and all(row[1] for row in answers["data"])
-    assert table["headers"] == logic.METHODS_HEADERS and [row[0] for row in table["data"]] == labels
+    assert table["headers"] == logic.COST_HEADERS and [row[0] for row in table["data"]] == labels
     assert table["data"][0][1] == f"{FRAMES * 196:,}"
     with Image.open(grids) as image:  # one block per method, one tile row each at 8 frames
         assert image.format == "PNG" and image.width > 500 and image.height > len(methods) * 150

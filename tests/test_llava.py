@@ -54,7 +54,9 @@ def test_two_percent_cache_lengths_follow_the_method(llm, video):
     removed = budget - kept2
     prompt = prep.inputs.prompt_len
     # stage 1: 8 * 196 visual tokens became `budget` placeholders (+ the newline)
-    assert prompt == prep.inputs.text_start + (prompt - prep.inputs.text_start)
+    ids = prep.inputs.generate_kwargs["input_ids"][0]
+    assert int((ids == llm.model.config.video_token_id).sum()) == budget + 1
+    assert prompt == ids.numel() == llm.prepare(video, QUESTION, None).inputs.prompt_len - (total - budget)
     assert prep.inputs.visual_end - prep.inputs.visual_start == budget
     lengths = [cache.layers[i].keys.shape[-2] for i in range(llm.num_layers)]
     expected = [prompt + new - 1 if i < k else prompt - removed + new - 1 for i in range(llm.num_layers)]
@@ -200,3 +202,22 @@ def test_fewer_frames_than_asked_is_noted(llm, make_clip):
     out = llm.answer(path, QUESTION, num_frames=16, max_new_tokens=2)
     assert out.provenance.status.shape[0] == 3
     assert any("3 frames" in n for n in out.notes)
+
+
+def test_stage2_can_be_entered_again_and_nested(llm, video):
+    """One prepared request, run twice: the second prefill prunes afresh (same tokens, same
+    logits), and a nested block shares the outer one's hooks."""
+    prep = llm.prepare(video, QUESTION, stc.STCConfig(retention=0.1))
+    kwargs = prep.inputs.generate_kwargs
+    with prep.stage2():
+        first = llm.model(**kwargs).logits[0, -1]
+    kept_first = prep.pruning.merged.keep_index.clone()
+    with prep.stage2():
+        hooks = sum(len(m._forward_pre_hooks) for m in llm.model.modules())
+        with prep.stage2():
+            assert sum(len(m._forward_pre_hooks) for m in llm.model.modules()) == hooks
+        assert prep.pruning.active  # the inner exit left the outer block's hooks in place
+        second = llm.model(**kwargs).logits[0, -1]
+    assert torch.equal(first, second)
+    assert torch.equal(prep.pruning.merged.keep_index, kept_first)
+    assert _no_hooks(llm.model) and not prep.pruning.active

@@ -36,10 +36,9 @@ def _config(method: str, retention: float, **changes) -> stc.STCConfig:
 
 def _full(method: str) -> stc.STCConfig:
     """The config that makes ``method`` keep everything (stage 2 off where it has one)."""
-    m = stc.get_method(method)
-    if m.inner is not None and not m.retention_inside_llm:
-        return _config(method, 1.0, inner_keep=1.0)
-    return _config(method, 1.0)
+    config = _config(method, 1.0)
+    counts = stc.get_method(method).counts(config, 100)
+    return config if counts.after_layer == 100 else config.replace(inner_keep=1.0)
 
 
 # -- the registry ---------------------------------------------------------------------------
@@ -55,8 +54,11 @@ def test_method_describes_itself(name):
     assert set(m.uses) <= CONFIG_FIELDS
     if m.inner is not None:
         assert m.default_layer is not None and 0 <= m.default_layer(28) < 28
-    if m.retention_inside_llm:
-        assert m.stage1 is None and m.inner is not None
+    for retention in (0.01, 0.5, 1.0):
+        first, after = m.counts(_config(name, retention), 1000)
+        assert 1 <= after <= first <= 1000
+        assert (first == 1000) == (m.stage1 is None or retention == 1.0)
+        assert (after < first) == (m.inner is not None and not (retention == 1.0 and name == "fastv"))
 
 
 def test_layer_k_defaults():
@@ -107,9 +109,9 @@ def test_stage1_contract(name, video):
     features, scores, budget, grid = video
     method = stc.get_method(name)
     config = _config(name, 0.5)
-    out = method.stage1(features, scores, budget, grid=grid, config=config)
+    out = method.compress(features, scores, budget, grid=grid, config=config)
     _check_compressed(out, features, budget)
-    again = method.stage1(features.clone(), scores.clone(), budget, grid=grid, config=config)
+    again = method.compress(features.clone(), scores.clone(), budget, grid=grid, config=config)
     for field in ("tokens", "source", "assignment", "selected"):
         assert torch.equal(getattr(out, field), getattr(again, field)), "deterministic"
 
@@ -118,7 +120,7 @@ def test_stage1_contract(name, video):
 def test_stage1_full_budget_is_identity(name):
     g = torch.Generator().manual_seed(1)
     features, scores = torch.randn(3, 6, 4, generator=g), torch.rand(3, 6, generator=g)
-    out = stc.get_method(name).stage1(features, scores, 18, grid=(2, 3), config=_config(name, 1.0))
+    out = stc.get_method(name).compress(features, scores, 18, grid=(2, 3), config=_config(name, 1.0))
     assert torch.equal(out.tokens, features.reshape(18, 4))
     assert torch.equal(out.source, torch.arange(18)) and torch.equal(out.assignment, torch.arange(18))
     assert bool(out.selected.all())
@@ -129,7 +131,7 @@ def test_stage1_rejects_bad_budgets(name):
     features, scores = torch.zeros(2, 4, 3), torch.zeros(2, 4)
     for bad in (0, 9, 2.5, True):
         with pytest.raises(ValueError, match="budget"):
-            stc.get_method(name).stage1(features, scores, bad, grid=(2, 2), config=_config(name, 0.5))
+            stc.get_method(name).compress(features, scores, bad, grid=(2, 2), config=_config(name, 0.5))
 
 
 # -- what the peers promise -------------------------------------------------------------------
@@ -164,7 +166,7 @@ def test_pooling_regions_partition_the_grid(gh, gw, data):
 def test_uniform_pools_each_frame_evenly():
     features = torch.arange(2 * 16, dtype=torch.float32).view(2, 16, 1)
     uniform = stc.get_method("uniform")
-    out = uniform.stage1(features, torch.zeros(2, 16), 8, grid=(4, 4), config=_config("uniform", 0.25))
+    out = uniform.compress(features, torch.zeros(2, 16), 8, grid=(4, 4), config=_config("uniform", 0.25))
     # 4 regions of 2x2 per frame, each the mean of its patches, at its centre patch
     assert torch.equal(out.source // 16, torch.tensor([0, 0, 0, 0, 1, 1, 1, 1]))
     assert torch.allclose(out.tokens[:4, 0], torch.tensor([2.5, 4.5, 10.5, 12.5]))
@@ -175,16 +177,16 @@ def test_random_is_seeded_not_global():
     features, scores = torch.randn(4, 9, 3), torch.rand(4, 9)
     m = stc.get_method("random")
     torch.manual_seed(123)
-    a = m.stage1(features, scores, 5, grid=(3, 3), config=_config("random", 0.1))
+    a = m.compress(features, scores, 5, grid=(3, 3), config=_config("random", 0.1))
     torch.manual_seed(456)
-    b = m.stage1(features, scores, 5, grid=(3, 3), config=_config("random", 0.1))
+    b = m.compress(features, scores, 5, grid=(3, 3), config=_config("random", 0.1))
     assert torch.equal(a.source, b.source) and bool(a.selected.all())
 
 
 def test_visionzip_keeps_dominant_tokens_by_score():
     g = torch.Generator().manual_seed(0)
     features, scores = torch.randn(2, 100, 8, generator=g), torch.rand(2, 100, generator=g)
-    out = stc.get_method("visionzip").stage1(features, scores, 128, grid=(10, 10), config=_config("visionzip", 0.64))
+    out = stc.get_method("visionzip").compress(features, scores, 128, grid=(10, 10), config=_config("visionzip", 0.64))
     # 64 per frame = 54 dominant (the top scores) + 10 contextual merged tokens
     for t in range(2):
         in_frame = out.source[out.source // 100 == t]
@@ -211,7 +213,7 @@ def test_holitom_merges_a_static_scene_into_one_segment():
     assert segments.bounds == [(0, 5)]
     assert segments.static[0].tolist() == [False] + [True] * 8
     scores = torch.rand(6, 9, generator=g)
-    out = stc.get_method("holitom").stage1(still, scores, 10, grid=(3, 3), config=_config("holitom", 0.2))
+    out = stc.get_method("holitom").compress(still, scores, 10, grid=(3, 3), config=_config("holitom", 0.2))
     # 8 static tubes + 6 moving tokens = 14 units for 10 slots, apportioned by size: the tubes
     # become 6 DPC-kNN clusters placed in frame 0, 4 frames keep their moving token
     merged = out.source[~out.selected]
@@ -256,7 +258,9 @@ def test_exact_token_counts_and_original_positions(llm, video, name, retention):
     total = 8 * 196
     prep = llm.prepare(video, QUESTION, config)
     n_stage1 = prep.kept.tokens.shape[0]
-    assert n_stage1 == (total if method.stage1 is None or method.retention_inside_llm else budget_for(retention, total))
+    # FastV's retention counts the tokens left after layer K; everyone else's those entering the LLM.
+    inside = name == "fastv"
+    assert n_stage1 == (total if method.stage1 is None or inside else budget_for(retention, total))
     # the LLM sees every kept token at its original position id
     pos = prep.inputs.generate_kwargs["position_ids"][0]
     s = prep.inputs.visual_start
@@ -265,7 +269,7 @@ def test_exact_token_counts_and_original_positions(llm, video, name, retention):
     after = pos[prep.inputs.visual_end :]
     assert torch.equal(after, torch.arange(s + total, s + total + after.numel()))
     # tokens after layer K
-    expected = budget_for(retention, total) if method.retention_inside_llm else (
+    expected = budget_for(retention, total) if inside else (
         n_stage1 if method.inner is None else max(1, math.floor(config.inner_keep * n_stage1 + 0.5))
     )
     if prep.pruning is None:

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 import stc
-from stc.models.base import DROPPED, MERGED_AT_K, REFILLED, SELECTED, VideoLLM
-from stc.models.qwen2_5_vl import Qwen2VLAdapter
+from stc.models.base import DROPPED, MERGED_AT_K, REFILLED, SELECTED
 
 QUESTION = "What is happening in this video?"
 NEW_TOKENS = 5
@@ -231,6 +230,7 @@ def qwen2_vl():
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
 
     from stc.models import tiny
+    from stc.models.processors import build_processor, image_processor, video_processor
 
     ref = tiny.tiny_config(tiny.TINY_QWEN2_5_VL)
     text = ref.get_text_config().to_dict()
@@ -250,12 +250,12 @@ def qwen2_vl():
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = Qwen2VLForConditionalGeneration._from_config(config, attn_implementation="sdpa").eval()
-    with tiny._accepting_torch_video_processors():
-        processor = Qwen2VLProcessor(
-            image_processor=tiny._image_processor("qwen2_vl"), tokenizer=tiny.tiny_tokenizer(tiny.TINY_QWEN2_5_VL),
-            video_processor=tiny.video_processor("qwen2_vl"), chat_template=tiny._QWEN_VL_CHAT_TEMPLATE,
-        )
-    return VideoLLM(model, processor, Qwen2VLAdapter(model, processor), model_id="tiny-random/qwen2-vl")
+    processor = build_processor(
+        Qwen2VLProcessor,
+        image_processor=image_processor("qwen2_vl"), tokenizer=tiny.tiny_tokenizer(tiny.TINY_QWEN2_5_VL),
+        video_processor=video_processor("qwen2_vl"), chat_template=tiny._QWEN_VL_CHAT_TEMPLATE,
+    )
+    return stc.wrap(model, processor, model_id="tiny-random/qwen2-vl")
 
 
 def test_qwen2_vl_full_retention_identical_and_compressed_positions(qwen2_vl, video):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from stc.models.processors import TorchQwen2VLVideoProcessor
 from stc.models.tiny import (
     TINY_IDS,
     TINY_LLAVA_ONEVISION,
     TINY_QWEN2_5_VL,
-    TorchQwen2VLVideoProcessor,
     build_tiny,
     tiny_config,
     tiny_tokenizer,

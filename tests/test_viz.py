@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stc import viz
-from stc.models.base import DROPPED, MERGED_AT_K, REFILLED, SELECTED, Provenance, Stats
+from stc.results import DROPPED, MERGED_AT_K, REFILLED, SELECTED, Provenance, Stats
 
 GREY = 120
 

@@ -1,4 +1,4 @@
-"""Pieces the peers' stage-1 functions share: checking inputs, splitting a budget into exact
+"""Pieces the peers' stage-1 functions share: splitting a budget into exact
 integer counts, and assembling a `Compressed` from "which output slot represents each input".
 
 Every peer is written as: decide the output slots (their positions) and the assignment of
@@ -11,19 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from ..compress import Compressed, segment_mean
-
-
-def check_stage1_inputs(features: torch.Tensor, scores: torch.Tensor, budget: int) -> tuple[int, int, int]:
-    """Validate [S, N, D] features, [S, N] scores and 1 <= budget <= S*N; return (S, N, D)."""
-    if features.dim() != 3:
-        raise ValueError(f"features must be [S, N, D], got shape {tuple(features.shape)}")
-    s, n, d = features.shape
-    if tuple(scores.shape) != (s, n):
-        raise ValueError(f"scores must be [S, N] = {[s, n]}, got shape {tuple(scores.shape)}")
-    if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= s * n:
-        raise ValueError(f"budget must be an integer in [1, {s * n}] (S*N), got {budget!r}")
-    return s, n, d
+from ..arith import segment_mean
+from ..results import Compressed
 
 
 def even_split(total: int, parts: int) -> list[int]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import torch
 
+from ..arith import budget_for
 from ..merge import Merged
-from . import Method, register
+from .base import Method, TokenCounts
 
 FASTV_LAYER = 3
 
@@ -37,19 +38,22 @@ def _inner(config):
     return lambda ctx: fastv_keep(ctx.visual, ctx.last_attn, ctx.keep_count)
 
 
+def fastv_counts(method, config, total: int) -> TokenCounts:
+    """Every token enters the LLM; the retention counts the tokens that survive layer K."""
+    return TokenCounts(total, budget_for(config.retention, total))
+
+
 def default_layer(num_layers: int) -> int:
     """K = 3 (clamped to the last layer of very shallow test models)."""
     return min(FASTV_LAYER, num_layers - 1)
 
 
-register(
-    Method(
-        "fastv",
-        "Chen et al., An Image is Worth 1/2 Tokens After Layer 2, ECCV 2024 (arXiv 2403.06764)",
-        "inside the LLM: after layer K keep the visual tokens the last prompt token attends to most",
-        inner=_inner,
-        default_layer=default_layer,
-        uses=("retention", "inner_layer"),
-        retention_inside_llm=True,
-    )
+METHOD = Method(
+    "fastv",
+    "Chen et al., An Image is Worth 1/2 Tokens After Layer 2, ECCV 2024 (arXiv 2403.06764)",
+    "inside the LLM: after layer K keep the visual tokens the last prompt token attends to most",
+    inner=_inner,
+    default_layer=default_layer,
+    uses=("retention", "inner_layer"),
+    counts_rule=fastv_counts,
 )

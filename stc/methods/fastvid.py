@@ -22,8 +22,8 @@ from __future__ import annotations
 import torch
 
 from ..compress import Compressed, dpc_knn
-from . import Method, identity, register
-from ._common import apportion, assemble, check_stage1_inputs, even_split, ranks_within_rows
+from ._common import apportion, assemble, even_split, ranks_within_rows
+from .base import Method
 
 FASTVID_MIN_SEGMENTS = 8  # c
 FASTVID_TAU = 0.9  # transition similarity below which frames are always cut apart
@@ -96,9 +96,7 @@ def fastvid(
     features: [S, N, D]; scores: [S, N] encoder attention. Frame global feature = the mean of its
     tokens. ATS gets budget - floor(density_share * budget) tokens, DTM the rest.
     """
-    s, n, d = check_stage1_inputs(features, scores, budget)
-    if budget == s * n:
-        return identity(features)
+    s, n, d = features.shape
     device = features.device
     flat = features.reshape(s * n, d)
     positions = torch.arange(s * n, device=device).view(s, n)
@@ -149,11 +147,9 @@ def _stage1(features, scores, budget, *, grid, config) -> Compressed:
     return fastvid(features, scores, budget)
 
 
-register(
-    Method(
-        "fastvid",
-        "Shen et al., FastVID: Dynamic Density Pruning for Fast Video Large Language Models, NeurIPS 2025 (arXiv 2503.11187)",
-        "dynamic temporal segmentation by frame similarity; per segment attention-selected + density-peak anchors",
-        stage1=_stage1,
-    )
+METHOD = Method(
+    "fastvid",
+    "Shen et al., FastVID: Dynamic Density Pruning for Fast Video Large Language Models, NeurIPS 2025 (arXiv 2503.11187)",
+    "dynamic temporal segmentation by frame similarity; per segment attention-selected + density-peak anchors",
+    stage1=_stage1,
 )

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ..arith import default_inner_layer
 from ..compress import Compressed, dpc_knn
 from ..merge import merge_into_kept
-from . import Method, depth_rule, identity, register
-from ._common import apportion, assemble, check_stage1_inputs, ranks_within_rows
+from ._common import apportion, assemble, ranks_within_rows
+from .base import Method
 
 HOLITOM_TAU = 0.8
 
@@ -101,9 +102,7 @@ def holitom_outer(
     features: [S, N, D]; scores: [S, N] encoder attention. Static tubes sit at their segment's
     first frame; a refilled/merged token is the mean of all the input tokens it stands for.
     """
-    s, n, d = check_stage1_inputs(features, scores, budget)
-    if budget == s * n:
-        return identity(features)
+    s, n, d = features.shape
     device = features.device
     flat = features.reshape(s * n, d)
     positions = torch.arange(s * n, device=device).view(s, n)
@@ -167,14 +166,12 @@ def _inner(config):
     return lambda ctx: merge_into_kept(ctx.visual, ctx.keep_count, ctx.last_attn)
 
 
-register(
-    Method(
-        "holitom",
-        "Shao et al., HoliTom: Holistic Token Merging for Fast Video Large Language Models, NeurIPS 2025 (arXiv 2505.21334)",
-        "global temporal merging of static tokens + per-segment DPC-kNN / per-frame attention; merging at layer K",
-        stage1=_stage1,
-        inner=_inner,
-        default_layer=depth_rule,
-        uses=("retention", "knn_k", "inner_layer", "inner_keep"),
-    )
+METHOD = Method(
+    "holitom",
+    "Shao et al., HoliTom: Holistic Token Merging for Fast Video Large Language Models, NeurIPS 2025 (arXiv 2505.21334)",
+    "global temporal merging of static tokens + per-segment DPC-kNN / per-frame attention; merging at layer K",
+    stage1=_stage1,
+    inner=_inner,
+    default_layer=default_inner_layer,
+    uses=("retention", "knn_k", "inner_layer", "inner_keep"),
 )

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 
 from ..compress import Compressed
-from . import Method, identity, register
-from ._common import assemble, check_stage1_inputs
+from ._common import assemble
+from .base import Method
 
 RANDOM_SEED = 0
 
@@ -22,9 +22,7 @@ def random_tokens(features: torch.Tensor, scores: torch.Tensor, budget: int, *, 
 
     features: [S, N, D]; scores: [S, N] (unused, checked for shape). Deterministic given seed.
     """
-    s, n, d = check_stage1_inputs(features, scores, budget)
-    if budget == s * n:
-        return identity(features)
+    s, n, d = features.shape
     generator = torch.Generator(device="cpu").manual_seed(seed)
     keep = torch.randperm(s * n, generator=generator)[:budget].to(features.device)
     assignment = torch.full((s * n,), -1, dtype=torch.long, device=features.device)
@@ -36,11 +34,9 @@ def _stage1(features, scores, budget, *, grid, config) -> Compressed:
     return random_tokens(features, scores, budget)
 
 
-register(
-    Method(
-        "random",
-        "baseline (no paper): uniform random token subset",
-        f"a seeded (seed {RANDOM_SEED}) uniformly random subset of all tokens",
-        stage1=_stage1,
-    )
+METHOD = Method(
+    "random",
+    "baseline (no paper): uniform random token subset",
+    f"a seeded (seed {RANDOM_SEED}) uniformly random subset of all tokens",
+    stage1=_stage1,
 )

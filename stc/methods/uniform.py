@@ -14,8 +14,8 @@ from functools import lru_cache
 import torch
 
 from ..compress import Compressed
-from . import Method, identity, register
-from ._common import assemble, check_stage1_inputs, even_split
+from ._common import assemble, even_split
+from .base import Method
 
 
 @lru_cache(maxsize=256)
@@ -54,12 +54,10 @@ def uniform_pooling(features: torch.Tensor, scores: torch.Tensor, budget: int, *
     Frame t gets even_split(budget, S)[t] regions (some frames get none when budget < S).
     Returns exactly ``budget`` tokens in original order.
     """
-    s, n, d = check_stage1_inputs(features, scores, budget)
+    s, n, d = features.shape
     gh, gw = grid
     if gh * gw != n:
         raise ValueError(f"grid {grid} does not match N = {n} tokens per frame")
-    if budget == s * n:
-        return identity(features)
     device = features.device
     labels, sources = [], []
     offset = 0
@@ -77,11 +75,9 @@ def _stage1(features, scores, budget, *, grid, config) -> Compressed:
     return uniform_pooling(features, scores, budget, grid=grid)
 
 
-register(
-    Method(
-        "uniform",
-        "baseline (no paper): uniform per-frame spatial pooling",
-        "each frame pooled to an equal share of the budget; a token per region at its centre patch",
-        stage1=_stage1,
-    )
+METHOD = Method(
+    "uniform",
+    "baseline (no paper): uniform per-frame spatial pooling",
+    "each frame pooled to an equal share of the budget; a token per region at its centre patch",
+    stage1=_stage1,
 )

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import torch
 
+from ..arith import round_half_up
 from ..compress import Compressed
-from . import Method, identity, register, round_half_up
-from ._common import assemble, check_stage1_inputs, even_split, ranks_within_rows
+from ._common import assemble, even_split, ranks_within_rows
+from .base import Method
 
 # The paper's split: 10 contextual tokens of every 64.
 CONTEXTUAL_SHARE = 10 / 64
@@ -32,9 +33,7 @@ def visionzip(
     features: [S, N, D]; scores: [S, N] encoder attention (higher = more important).
     Frame t gets even_split(budget, S)[t] tokens, round(b * contextual_share) of them contextual.
     """
-    s, n, d = check_stage1_inputs(features, scores, budget)
-    if budget == s * n:
-        return identity(features)
+    s, n, d = features.shape
     device = features.device
     per_frame = even_split(budget, s)
     contextual = [round_half_up(b * contextual_share) for b in per_frame]
@@ -70,11 +69,9 @@ def _stage1(features, scores, budget, *, grid, config) -> Compressed:
     return visionzip(features, scores, budget)
 
 
-register(
-    Method(
-        "visionzip",
-        "Yang et al., VisionZip: Longer is Better but Not Necessary in Vision Language Models, CVPR 2025 (arXiv 2412.04467)",
-        "per frame: dominant tokens by encoder attention + contextual tokens merged by similarity (54:10 split)",
-        stage1=_stage1,
-    )
+METHOD = Method(
+    "visionzip",
+    "Yang et al., VisionZip: Longer is Better but Not Necessary in Vision Language Models, CVPR 2025 (arXiv 2412.04467)",
+    "per frame: dominant tokens by encoder attention + contextual tokens merged by similarity (54:10 split)",
+    stage1=_stage1,
 )

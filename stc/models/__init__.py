@@ -23,6 +23,8 @@ FAMILIES = {
     "qwen2_vl": ("qwen2_5_vl", "Qwen2VLAdapter", "Qwen2VLForConditionalGeneration"),
 }
 TINY_TYPES = {TINY_LLAVA_ONEVISION: "llava_onevision", TINY_QWEN2_5_VL: "qwen2_5_vl"}
+# The transformers releases stc is tested on, [low, high): keep equal to pyproject.toml's pin.
+TRANSFORMERS_RANGE = ("5.24", "5.25")
 
 
 def supported_types() -> list[str]:
@@ -63,75 +65,78 @@ def _resolve_dtype(dtype, device: torch.device) -> torch.dtype:
     return names[dtype]
 
 
-def _load_processor(model_id: str, config):
-    """The checkpoint's processor; without torchvision, the same processor with stc's
-    pure-torch video processor (transformers' video processors need torchvision)."""
-    from transformers import AutoProcessor
-
-    from .tiny import video_processor
-
-    try:
-        return AutoProcessor.from_pretrained(model_id)
-    except (ImportError, ValueError, TypeError) as first_error:
-        import json
-
-        from huggingface_hub import hf_hub_download
-        from transformers import AutoTokenizer
-
-        from .tiny import accepting_torch_video_processors
-
-        model_type = config.model_type
-        kind = "llava_onevision" if model_type == "llava_onevision" else "qwen2_vl"
-        cfg = {}
-        for name in ("video_preprocessor_config.json", "preprocessor_config.json"):
-            try:
-                path = os.path.join(model_id, name) if os.path.isdir(model_id) else hf_hub_download(model_id, name)
-                with open(path) as f:
-                    cfg = json.load(f)
-                break
-            except Exception:
-                continue
-        keep = ("image_mean", "image_std", "size", "patch_size", "temporal_patch_size", "merge_size",
-                "min_pixels", "max_pixels")
-        vp = video_processor(kind, **{k: v for k, v in cfg.items() if k in keep})
-        tokenizer = AutoTokenizer.from_pretrained(model_id)
-        import transformers
-
-        proc_cls = {"llava_onevision": transformers.LlavaOnevisionProcessor,
-                    "qwen2_5_vl": transformers.Qwen2_5_VLProcessor,
-                    "qwen2_vl": transformers.Qwen2VLProcessor}[model_type]
-        image_proc = transformers.AutoImageProcessor.from_pretrained(model_id)
-        extra = {}
-        if model_type == "llava_onevision":
-            side = config.vision_config.image_size // config.vision_config.patch_size
-            extra = dict(num_image_tokens=side * side,
-                         vision_feature_select_strategy=config.vision_feature_select_strategy)
-        try:
-            with accepting_torch_video_processors():
-                return proc_cls(image_processor=image_proc, tokenizer=tokenizer, video_processor=vp,
-                                chat_template=getattr(tokenizer, "chat_template", None), **extra)
-        except Exception as e:  # pragma: no cover - depends on the checkpoint
-            raise RuntimeError(f"could not build a processor for {model_id}: {e}") from first_error
-
-
 def _one_line(error: BaseException, limit: int = 240) -> str:
     text = " ".join(str(error).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _declared_model_type(model_id: str) -> str | None:
+def _declared_model_type(model_id: str, **hub_kwargs) -> str | None:
     """``model_type`` of the checkpoint's config.json read as plain JSON (no code), or None."""
     try:
         from transformers import PretrainedConfig
 
-        config_dict, _ = PretrainedConfig.get_config_dict(model_id)
+        config_dict, _ = PretrainedConfig.get_config_dict(model_id, **hub_kwargs)
     except Exception:  # noqa: BLE001 - unreadable: the caller reports its own error
         return None
     model_type = config_dict.get("model_type")
     return model_type if isinstance(model_type, str) else None
 
 
-def load(model_id_or_path: str, *, device="auto", dtype="auto", attn_implementation: str | None = None) -> VideoLLM:
+def check_transformers() -> None:
+    """Raise ImportError unless the installed transformers is in the range stc is tested on.
+
+    stc reads transformers' model internals (where features come from, hook points, position
+    rules), which move between releases; the range is the one CI installs (pyproject.toml)."""
+    import transformers
+    from packaging.version import Version
+
+    found = Version(transformers.__version__)
+    if not (Version(TRANSFORMERS_RANGE[0]) <= found < Version(TRANSFORMERS_RANGE[1])):
+        raise ImportError(
+            f"stc supports transformers >={TRANSFORMERS_RANGE[0]},<{TRANSFORMERS_RANGE[1]}; found "
+            f"{transformers.__version__}: pip install 'transformers>={TRANSFORMERS_RANGE[0]},<{TRANSFORMERS_RANGE[1]}'"
+        )
+
+
+def wrap(model, processor=None, *, model_id: str | None = None) -> VideoLLM:
+    """Use stc on a model you already loaded: the same `VideoLLM` that `stc.load` returns.
+
+    ``model``: a transformers ``...ForConditionalGeneration`` of a supported family (see
+    `supported_types`), on any device/dtype/device_map. ``processor``: its processor; when None,
+    the checkpoint's own is loaded from ``model.config._name_or_path`` (see `load`). Nothing is
+    copied and nothing is patched until an `answer` call, whose hooks are removed when it
+    returns: the model stays usable as it was.
+    """
+    check_transformers()
+    import transformers
+
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    adapter_cls = _adapter_class(model_type)
+    expected = getattr(transformers, FAMILIES[model_type][2])
+    if not isinstance(model, expected):
+        raise TypeError(f"stc.wrap needs a {expected.__name__} (the model with its language-model head), "
+                        f"got {type(model).__name__}")
+    source = getattr(model.config, "_name_or_path", "") or ""
+    if processor is None:
+        if not source:
+            raise ValueError("pass the model's processor: its config does not say which checkpoint it came from")
+        processor = adapter_cls.load_processor(source)
+    model.eval()
+    return VideoLLM(model, processor, adapter_cls(model, processor), model_id=model_id or source or expected.__name__)
+
+
+def load(
+    model_id_or_path: str,
+    *,
+    device="auto",
+    dtype="auto",
+    attn_implementation: str | None = None,
+    device_map=None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool | None = None,
+) -> VideoLLM:
     """Load a Video-LLM checkpoint (hub id or local path) as a `VideoLLM`.
 
     Dispatches on the checkpoint's ``model_type``: llava_onevision (LLaVA-OneVision,
@@ -139,28 +144,38 @@ def load(model_id_or_path: str, *, device="auto", dtype="auto", attn_implementat
     NotImplementedError naming the supported ones; an unknown id raises ValueError.
     ``dtype="auto"`` is bfloat16 on CUDA and float32 on CPU. Attention runs on sdpa (flash
     attention 2 on CUDA when installed); stc never needs eager attention.
+    ``device_map`` (e.g. "auto", to spread a model over several GPUs) is passed to
+    ``from_pretrained`` and then ``device`` is not used; ``revision``, ``token``, ``cache_dir`` and
+    ``local_files_only`` are passed to every ``from_pretrained`` (model, config, processor).
+    The processor is the checkpoint's own where torchvision works (see
+    `stc.models.processors`). Remote code is never run.
     """
     if not isinstance(model_id_or_path, (str, os.PathLike)) or not str(model_id_or_path).strip():
         raise ValueError("model id must be a non-empty string (a hub id, a local path or a tiny-random/... id)")
+    check_transformers()
     model_id = str(model_id_or_path)
     dev = _resolve_device(device)
+    if device_map is not None and device in (None, "auto") and torch.cuda.is_available():
+        dev = torch.device("cuda")
     torch_dtype = _resolve_dtype(dtype, dev)
 
     if model_id in TINY_TYPES:
         model, processor = build_tiny(model_id, dtype=torch_dtype)
         model.to(dev)
-        return VideoLLM(model, processor, _adapter_class(TINY_TYPES[model_id])(model, processor), model_id=model_id)
+        return wrap(model, processor, model_id=model_id)
     if model_id.startswith("tiny-random/"):
         raise ValueError(f"unknown tiny model {model_id!r}; available: {', '.join(TINY_IDS)}")
 
     from transformers import AutoConfig
 
+    hub = {k: v for k, v in dict(revision=revision, token=token, cache_dir=cache_dir,
+                                 local_files_only=local_files_only).items() if v is not None}
     try:
-        config = AutoConfig.from_pretrained(model_id, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(model_id, trust_remote_code=False, **hub)
     except (OSError, ValueError) as e:
         # A config.json that was read but whose type transformers does not know (it would need
         # the checkpoint's own code): name the type, never run that code.
-        declared = _declared_model_type(model_id) if isinstance(e, ValueError) else None
+        declared = _declared_model_type(model_id, **hub) if isinstance(e, ValueError) else None
         if declared is not None:
             _adapter_class(declared)  # NotImplementedError naming the supported types
         raise ValueError(
@@ -179,10 +194,12 @@ def load(model_id_or_path: str, *, device="auto", dtype="auto", attn_implementat
                 attn_implementation = "flash_attention_2"
             except ImportError:
                 pass
-    model = model_cls.from_pretrained(model_id, dtype=torch_dtype, attn_implementation=attn_implementation)
-    model.to(dev).eval()
-    processor = _load_processor(model_id, config)
-    return VideoLLM(model, processor, adapter_cls(model, processor), model_id=model_id)
+    model = model_cls.from_pretrained(model_id, dtype=torch_dtype, attn_implementation=attn_implementation,
+                                      device_map=device_map, **hub)
+    if device_map is None:
+        model.to(dev)
+    processor = adapter_cls.load_processor(model_id, **hub)
+    return wrap(model, processor, model_id=model_id)
 
 
 __all__ = [
@@ -193,6 +210,8 @@ __all__ = [
     "Provenance",
     "Stats",
     "VideoLLM",
+    "check_transformers",
     "load",
     "supported_types",
+    "wrap",
 ]

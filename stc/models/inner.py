@@ -61,7 +61,10 @@ class InnerPruning:
     """Context manager installing the layer-K hooks on ``layers`` (a decoder's ModuleList).
 
     After the prefill, ``merged`` holds the strategy's result (keep_index and assignment are
-    relative to the visual span) and ``keep`` the kept prompt positions.
+    relative to the visual span) and ``keep`` the kept prompt positions; both stay readable after
+    the block. Re-entrant: a later ``with`` starts a fresh prefill (the same plan, computed
+    again), and a ``with`` nested in an active one shares its hooks and state; the hooks are
+    removed when the outermost block exits.
     """
 
     def __init__(self, layers: nn.ModuleList, plan: InnerPlan):
@@ -72,21 +75,33 @@ class InnerPruning:
         self.keep: torch.Tensor | None = None
         self.merged: Merged | None = None
         self._handles: list = []
+        self._depth = 0
+
+    @property
+    def active(self) -> bool:
+        return self._depth > 0
 
     def __enter__(self) -> "InnerPruning":
-        k = self.plan.layer
-        self._handles.append(self.layers[k].register_forward_pre_hook(self._prune, with_kwargs=True))
-        for layer in self.layers[k + 1 :]:
-            self._handles.append(layer.register_forward_pre_hook(self._follow, with_kwargs=True))
+        self._depth += 1
+        if self._depth == 1:
+            self.keep, self.merged = None, None  # a new prefill, not a decoding step of the last one
+            k = self.plan.layer
+            self._handles.append(self.layers[k].register_forward_pre_hook(self._prune, with_kwargs=True))
+            for layer in self.layers[k + 1 :]:
+                self._handles.append(layer.register_forward_pre_hook(self._follow, with_kwargs=True))
         return self
 
     def __exit__(self, *exc) -> None:
-        self.remove()
+        self._depth = max(0, self._depth - 1)
+        if self._depth == 0:
+            self.remove()
 
     def remove(self) -> None:
+        """Remove every hook now (also from inside a block)."""
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._depth = 0
 
     # -- hooks -------------------------------------------------------------------------------
     @staticmethod

@@ -19,12 +19,15 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..attention import attention_received
 from ..compress import Compressed
+from ..results import Encoded
 from ..video import Video
-from .base import Encoded, FamilyAdapter, PromptInputs
+from .family import FamilyAdapter, PromptInputs
 
 
 class LlavaOnevisionAdapter(FamilyAdapter):
     model_type = "llava_onevision"
+    processor_class = "LlavaOnevisionProcessor"
+    video_processor_kind = "llava_onevision"
 
     @property
     def _core(self):
@@ -91,13 +94,7 @@ class LlavaOnevisionAdapter(FamilyAdapter):
         )
 
     def prompt_inputs(self, question: str, encoded: Encoded, kept: Compressed) -> PromptInputs:
-        tok = self.tokenizer
-        conversation = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-        text = self.processor.apply_chat_template(conversation, add_generation_prompt=True)
-        marker = self.processor.video_token
-        before, after = text.split(marker, 1)
-        ids_before = tok(before, add_special_tokens=False)["input_ids"]
-        ids_after = tok(after, add_special_tokens=False)["input_ids"]
+        ids_before, ids_after = self.prompt_ids(question)
         device = self.model.device
         n_kept = kept.tokens.shape[0]
         n_extra = 0 if encoded.extra is None else encoded.extra.shape[0]

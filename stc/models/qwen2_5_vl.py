@@ -31,12 +31,15 @@ from transformers.vision_utils import get_vision_window_index
 
 from ..attention import attention_received, rotate_half
 from ..compress import Compressed
+from ..results import Encoded
 from ..video import Video
-from .base import Encoded, FamilyAdapter, PromptInputs
+from .family import FamilyAdapter, PromptInputs
 
 
 class Qwen2_5_VLAdapter(FamilyAdapter):
     model_type = "qwen2_5_vl"
+    processor_class = "Qwen2_5_VLProcessor"
+    video_processor_kind = "qwen2_vl"
     # Qwen2.5-VL spaces temporal positions by real time (tokens_per_second x seconds per
     # temporal patch); Qwen2-VL numbers temporal patches 0, 1, 2, ...
     timed_positions = True
@@ -141,17 +144,6 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
             },
         )
 
-    def _prompt_ids(self, question: str) -> tuple[list[int], list[int]]:
-        """Token ids before and after the video placeholder of the chat template.
-
-        ``before`` ends with <|vision_start|>, ``after`` starts with <|vision_end|>.
-        """
-        conversation = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-        text = self.processor.apply_chat_template(conversation, add_generation_prompt=True)
-        before, after = text.split(self.processor.video_token, 1)
-        tok = self.tokenizer
-        return tok(before, add_special_tokens=False)["input_ids"], tok(after, add_special_tokens=False)["input_ids"]
-
     def stock_positions(self, ids_before: list[int], ids_after: list[int], encoded: Encoded) -> torch.Tensor:
         """[3, L_full] stock mRoPE positions of the uncompressed prompt (all S*N placeholders)."""
         device = self.model.device
@@ -169,7 +161,8 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
         return positions[:, 0]
 
     def prompt_inputs(self, question: str, encoded: Encoded, kept: Compressed) -> PromptInputs:
-        ids_before, ids_after = self._prompt_ids(question)
+        # before ends with <|vision_start|>, after starts with <|vision_end|>
+        ids_before, ids_after = self.prompt_ids(question)
         device = self.model.device
         s, total, n_kept = len(ids_before), encoded.num_tokens, kept.tokens.shape[0]
         full = self.stock_positions(ids_before, ids_after, encoded)  # [3, s + total + len(after)]
@@ -205,6 +198,7 @@ class Qwen2VLAdapter(Qwen2_5_VLAdapter):
     temporal patch, so the last block scores) and with temporal positions 0, 1, 2, ..."""
 
     model_type = "qwen2_vl"
+    processor_class = "Qwen2VLProcessor"
     timed_positions = False
 
     def _score_block(self):

@@ -9,24 +9,16 @@ ids, rope theta, feature layer, patch/merge/window sizes) and shrink only widths
 the tokenizer is a byte-level BPE trained in memory on a built-in corpus and carries the real
 special tokens; the processors are the real transformers classes.
 
-One gap is filled here: in transformers 5.x every video processor derives from
-`BaseVideoProcessor`, which requires torchvision, and PyPI's torchvision does not import beside
-this torch. `video_processor(kind)` therefore returns the real class when torchvision works and
-otherwise a pure-torch stand-in (`TorchLlavaOnevisionVideoProcessor`,
-`TorchQwen2VLVideoProcessor`) that reproduces the real class's outputs (shapes, grids,
-normalisation; resizing differs from torchvision's only by interpolation rounding).
+Without torchvision the processors take stc's pure-torch video processor
+(`stc.models.processors`), as `stc.load` does for real checkpoints.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from contextlib import contextmanager
 from functools import lru_cache
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers import (
     LlavaOnevisionConfig,
     LlavaOnevisionForConditionalGeneration,
@@ -36,36 +28,17 @@ from transformers import (
     Qwen2_5_VLProcessor,
     Qwen2Tokenizer,
 )
-from transformers.image_processing_utils import BatchFeature
-from transformers.image_utils import (
-    OPENAI_CLIP_MEAN,
-    OPENAI_CLIP_STD,
-    ChannelDimension,
-    PILImageResampling,
-    SizeDict,
-    infer_channel_dimension_format,
-)
 
-# The PIL module of Qwen2-VL's image processor holds the same smart_resize as the video
-# processor's module, without importing torchvision.
-from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
-from transformers.processing_utils import ProcessorMixin, VideosKwargs
-from transformers.utils import is_torchvision_available
-from transformers.video_processing_utils import VideoProcessorMixin
-from transformers.video_utils import is_valid_video, make_batched_metadata, make_batched_videos
+from .processors import build_processor, image_processor, video_processor
 
 __all__ = [
     "TINY_IDS",
     "TINY_LLAVA_ONEVISION",
     "TINY_QWEN2_5_VL",
-    "TorchLlavaOnevisionVideoProcessor",
-    "TorchQwen2VLVideoProcessor",
-    "accepting_torch_video_processors",
     "build_tiny",
     "tiny_config",
     "tiny_processor",
     "tiny_tokenizer",
-    "video_processor",
 ]
 
 TINY_LLAVA_ONEVISION = "tiny-random/llava-onevision"
@@ -345,349 +318,6 @@ def tiny_config(name: str):
     return config
 
 
-# --------------------------------------------------------------------------------------------
-# Video processors without torchvision.
-# --------------------------------------------------------------------------------------------
-
-_INTERPOLATION = {
-    PILImageResampling.NEAREST: "nearest-exact",
-    PILImageResampling.BILINEAR: "bilinear",
-    PILImageResampling.BICUBIC: "bicubic",
-    # No pure-torch Lanczos/box/hamming: the closest antialiased kernels (torchvision itself
-    # falls back from Lanczos to bicubic off CPU).
-    PILImageResampling.LANCZOS: "bicubic",
-    PILImageResampling.BOX: "bilinear",
-    PILImageResampling.HAMMING: "bilinear",
-}
-
-
-class _TorchVideoBackend(VideoProcessorMixin):
-    """The parts of `BaseVideoProcessor` + `TorchvisionBackend` a video processor uses, in torch.
-
-    Takes already-decoded frames only (stc decodes and samples with `stc.video.load_video`):
-    a [T, H, W, C] or [T, C, H, W] uint8 array/tensor, a list of such, or a list of frames.
-    """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self._set_attributes(**kwargs)
-
-    @property
-    def backend(self) -> str:
-        return "torch"
-
-    def _decode_and_sample_videos(self, videos, video_metadata, do_sample_frames=None, sample_indices_fn=None):
-        videos = make_batched_videos(videos)
-        if not all(is_valid_video(v) for v in videos):
-            raise ValueError(
-                f"{type(self).__name__} takes decoded frames ([T, H, W, 3] arrays); decode files "
-                "with stc.video.load_video(path).frames"
-            )
-        if do_sample_frames:
-            raise ValueError(
-                f"{type(self).__name__} does not sample frames; sample them with "
-                "stc.video.load_video(path, num_frames=...) and pass do_sample_frames=False"
-            )
-        return videos, make_batched_metadata(videos, video_metadata=video_metadata)
-
-    def _prepare_input_videos(self, videos, do_convert_rgb=None, input_data_format=None, device=None):
-        out = []
-        for video in videos:
-            if isinstance(video, np.ndarray):
-                video = torch.from_numpy(np.ascontiguousarray(video))
-            fmt = input_data_format or infer_channel_dimension_format(video)
-            if fmt == ChannelDimension.LAST:
-                video = video.permute(0, 3, 1, 2)
-            if do_convert_rgb:
-                video = self.convert_to_rgb(video)
-            if device is not None:
-                video = video.to(device)
-            out.append(video.contiguous())
-        return out
-
-    def convert_to_rgb(self, video: torch.Tensor) -> torch.Tensor:
-        """[T, C, H, W] -> [T, 3, H, W]: grey repeated, alpha dropped (the real one blends it on white)."""
-        if video.shape[1] == 1:
-            return video.expand(-1, 3, -1, -1)
-        if video.shape[1] == 4:
-            return video[:, :3]
-        return video
-
-    def resize(self, video: torch.Tensor, size: SizeDict, resample=None, **kwargs) -> torch.Tensor:
-        """Antialiased resize of [T, C, H, W] to size.height x size.width, dtype preserved."""
-        mode = _INTERPOLATION.get(PILImageResampling(resample) if resample is not None else None, "bilinear")
-        extra = {} if mode == "nearest-exact" else {"antialias": True, "align_corners": False}
-        out = F.interpolate(video.float(), size=(size.height, size.width), mode=mode, **extra)
-        if video.dtype == torch.uint8:
-            # torchvision keeps uint8 through its resize; round the same way so rescale sees
-            # the same kind of values.
-            out = out.round_().clamp_(0, 255).to(torch.uint8)
-        return out
-
-    def rescale_and_normalize(self, video, do_rescale, rescale_factor, do_normalize, image_mean, image_std):
-        """(x * rescale_factor - mean) / std in float32, per channel of [..., C, H, W]."""
-        video = video.to(torch.float32)
-        if do_rescale:
-            video = video * rescale_factor
-        if do_normalize:
-            mean = torch.as_tensor(image_mean, dtype=torch.float32, device=video.device).view(-1, 1, 1)
-            std = torch.as_tensor(image_std, dtype=torch.float32, device=video.device).view(-1, 1, 1)
-            video = (video - mean) / std
-        return video
-
-
-class TorchLlavaOnevisionVideoProcessor(_TorchVideoBackend):
-    """Stand-in for `LlavaOnevisionVideoProcessor`: each frame -> 3x384x384, normalised.
-
-    Output `pixel_values_videos`: [num_videos, T, 3, 384, 384] float32 (with return_tensors="pt").
-    """
-
-    resample = PILImageResampling.BICUBIC
-    image_mean = OPENAI_CLIP_MEAN
-    image_std = OPENAI_CLIP_STD
-    size = {"height": 384, "width": 384}
-    rescale_factor = 1 / 255
-    default_to_square = False
-    crop_size = None
-    do_resize = True
-    do_center_crop = None
-    do_rescale = True
-    do_normalize = True
-    do_convert_rgb = True
-    do_sample_frames = False
-
-    def _preprocess(
-        self,
-        videos,
-        do_resize,
-        size,
-        resample,
-        do_rescale,
-        rescale_factor,
-        do_normalize,
-        image_mean,
-        image_std,
-        return_tensors=None,
-        **kwargs,
-    ):
-        processed = []
-        for video in videos:
-            if do_resize:
-                video = self.resize(video, size=size, resample=resample)
-            processed.append(
-                self.rescale_and_normalize(video, do_rescale, rescale_factor, do_normalize, image_mean, image_std)
-            )
-        return BatchFeature(data={"pixel_values_videos": processed}, tensor_type=return_tensors)
-
-
-class _Qwen2VLVideoKwargs(VideosKwargs, total=False):
-    # The extra keys the real Qwen2VLVideoProcessor accepts (its TypedDict lives in a module
-    # that imports torchvision, so it is restated here).
-    min_pixels: int
-    max_pixels: int
-    patch_size: int
-    temporal_patch_size: int
-    merge_size: int
-    min_frames: int
-    max_frames: int
-    cap_pixels_per_frame: bool
-    max_video_tokens: int
-
-
-class TorchQwen2VLVideoProcessor(_TorchVideoBackend):
-    """Stand-in for `Qwen2VLVideoProcessor` (used by Qwen2-VL and Qwen2.5-VL).
-
-    Frames are resized to multiples of patch_size x merge_size (28) keeping the aspect ratio
-    within [min, max] pixels, the frame count is padded to a multiple of temporal_patch_size
-    by repeating the last frame, and each video is cut into flat patches.
-
-    Output: `pixel_values_videos` [sum_v t_v*h_v*w_v, 3*2*14*14] float32 and `video_grid_thw`
-    [num_videos, 3] = (T/2, H/14, W/14); a video yields t*h*w/4 placeholder tokens.
-    """
-
-    resample = PILImageResampling.BICUBIC
-    size = {"shortest_edge": 128 * 28 * 28, "longest_edge": 28 * 28 * 768}
-    image_mean = OPENAI_CLIP_MEAN
-    image_std = OPENAI_CLIP_STD
-    do_resize = True
-    do_rescale = True
-    do_normalize = True
-    do_convert_rgb = True
-    patch_size = 14
-    temporal_patch_size = 2
-    merge_size = 2
-    min_frames = 4
-    max_frames = 768
-    do_sample_frames = False
-    # The real class warns when this is unset and then behaves as False; say False outright.
-    cap_pixels_per_frame = False
-    max_video_tokens = 128000
-    valid_kwargs = _Qwen2VLVideoKwargs
-    model_input_names = ["pixel_values_videos", "video_grid_thw"]
-
-    def __init__(self, **kwargs):
-        size = kwargs.pop("size", None)
-        size = dict(self.size) if size is None else dict(size)
-        if (min_pixels := kwargs.pop("min_pixels", None)) is not None:
-            size["shortest_edge"] = min_pixels
-        if (max_pixels := kwargs.pop("max_pixels", None)) is not None:
-            size["longest_edge"] = max_pixels
-        super().__init__(size=size, **kwargs)
-
-    def _standardize_kwargs(self, size=None, min_pixels=None, max_pixels=None, **kwargs):
-        if min_pixels is not None or max_pixels is not None:
-            size = dict(size) if size is not None else {}
-            if min_pixels is not None:
-                size["shortest_edge"] = min_pixels
-            if max_pixels is not None:
-                size["longest_edge"] = max_pixels
-        return super()._standardize_kwargs(size=size, **kwargs)
-
-    def _resized_hw(self, num_frames, height, width, size, patch_size, merge_size, temporal_patch_size,
-                    cap_pixels_per_frame):
-        factor = patch_size * merge_size
-        max_pixels = size.longest_edge
-        if cap_pixels_per_frame:
-            total_pixels = int(self.max_video_tokens * factor * factor * 0.9)
-            max_pixels = max(
-                min(max_pixels, total_pixels * temporal_patch_size // num_frames), int(size.shortest_edge * 1.05)
-            )
-        return smart_resize(height, width, factor=factor, min_pixels=size.shortest_edge, max_pixels=max_pixels)
-
-    def _preprocess(
-        self,
-        videos,
-        do_resize,
-        size,
-        resample,
-        do_rescale,
-        rescale_factor,
-        do_normalize,
-        image_mean,
-        image_std,
-        patch_size=None,
-        temporal_patch_size=None,
-        merge_size=None,
-        cap_pixels_per_frame=None,
-        return_tensors=None,
-        **kwargs,
-    ):
-        patches_all, grids = [], []
-        for video in videos:
-            t, c, h, w = video.shape
-            if do_resize:
-                rh, rw = self._resized_hw(
-                    t, h, w, size, patch_size, merge_size, temporal_patch_size, cap_pixels_per_frame
-                )
-                video = self.resize(video, size=SizeDict(height=rh, width=rw), resample=resample)
-            video = self.rescale_and_normalize(video, do_rescale, rescale_factor, do_normalize, image_mean, image_std)
-            if pad := -t % temporal_patch_size:
-                video = torch.cat([video, video[-1:].expand(pad, -1, -1, -1)], dim=0)
-            t, c, h, w = video.shape
-            gt, gh, gw = t // temporal_patch_size, h // patch_size, w // patch_size
-            # Same flat order as the real patchify: temporal patch, then merge-window-major
-            # spatial order, each patch flattened as (C, temporal, py, px).
-            patches = video.reshape(
-                gt, temporal_patch_size, c, gh // merge_size, merge_size, patch_size, gw // merge_size, merge_size,
-                patch_size,
-            )
-            patches = patches.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
-            patches_all.append(patches.reshape(gt * gh * gw, c * temporal_patch_size * patch_size * patch_size))
-            grids.append([gt, gh, gw])
-        return BatchFeature(
-            data={"pixel_values_videos": torch.cat(patches_all, dim=0), "video_grid_thw": torch.tensor(grids)},
-            tensor_type=return_tensors,
-        )
-
-    def get_num_of_video_patches(self, num_frames: int, height: int, width: int, videos_kwargs=None) -> int:
-        """Number of (unmerged) patches a [num_frames, height, width] video becomes."""
-        kw = videos_kwargs or {}
-        patch_size = kw.get("patch_size") or self.patch_size
-        merge_size = kw.get("merge_size") or self.merge_size
-        temporal = kw.get("temporal_patch_size") or self.temporal_patch_size
-        size = SizeDict(**(kw.get("size") or self.size))
-        rh, rw = self._resized_hw(num_frames, height, width, size, patch_size, merge_size, temporal,
-                                  kw.get("cap_pixels_per_frame", self.cap_pixels_per_frame))
-        return math.ceil(num_frames / temporal) * (rh // patch_size) * (rw // patch_size)
-
-
-def _torchvision_works() -> bool:
-    if not is_torchvision_available():
-        return False
-    try:  # a torchvision built for another torch is "available" but fails on import
-        import torchvision.transforms.v2.functional  # noqa: F401
-    except Exception:
-        return False
-    return True
-
-
-def video_processor(kind: str, **kwargs):
-    """A video processor for `kind` in {"llava_onevision", "qwen2_vl"}.
-
-    The real transformers class when torchvision imports, else the pure-torch stand-in above.
-    kwargs override class defaults (e.g. image_mean for SigLIP checkpoints).
-    """
-    real = _torchvision_works()
-    if kind == "llava_onevision":
-        if real:
-            from transformers import LlavaOnevisionVideoProcessor
-
-            return LlavaOnevisionVideoProcessor(**kwargs)
-        return TorchLlavaOnevisionVideoProcessor(**kwargs)
-    if kind == "qwen2_vl":
-        if real:
-            from transformers import Qwen2VLVideoProcessor
-
-            return Qwen2VLVideoProcessor(**kwargs)
-        return TorchQwen2VLVideoProcessor(**kwargs)
-    raise ValueError(f"unknown video processor kind {kind!r}; known: llava_onevision, qwen2_vl")
-
-
-def _image_processor(kind: str, **kwargs):
-    # The PIL backends need no torchvision; prefer the torchvision ones when they work, as
-    # AutoImageProcessor would.
-    real = _torchvision_works()
-    if kind == "llava_onevision":
-        if real:
-            from transformers import LlavaOnevisionImageProcessor as cls
-        else:
-            from transformers import LlavaOnevisionImageProcessorPil as cls
-    else:
-        if real:
-            from transformers import Qwen2VLImageProcessor as cls
-        else:
-            from transformers import Qwen2VLImageProcessorPil as cls
-    return cls(**kwargs)
-
-
-@contextmanager
-def accepting_torch_video_processors():
-    """Let a processor's constructor accept the pure-torch video processors.
-
-    `ProcessorMixin.__init__` checks each part against a base class looked up by name on the
-    `transformers` module, and without torchvision `transformers` does not export
-    `VideoProcessorMixin`, so the check raises even for a true subclass. The check is widened
-    (on `ProcessorMixin`, so for every thread) only inside the `with` block; build the
-    processor there and nothing stays patched afterwards.
-    """
-    original = ProcessorMixin.check_argument_for_proper_class
-
-    def check(self, argument_name, argument):
-        if isinstance(argument, _TorchVideoBackend):
-            return type(argument)
-        return original(self, argument_name, argument)
-
-    ProcessorMixin.check_argument_for_proper_class = check
-    try:
-        yield
-    finally:
-        ProcessorMixin.check_argument_for_proper_class = original
-
-
-# The name stc.models.load first imported it under.
-_accepting_torch_video_processors = accepting_torch_video_processors
-
-
 def tiny_processor(name: str):
     """The real processor class for a tiny model id, with the offline tokenizer.
 
@@ -697,15 +327,11 @@ def tiny_processor(name: str):
     processors; `<|video_pad|>` expands to (T/2)(H/28)(W/28) tokens.
     """
     tokenizer = tiny_tokenizer(_check_name(name))
-    with accepting_torch_video_processors():
-        return _processor(name, tokenizer)
-
-
-def _processor(name, tokenizer):
     if name == TINY_LLAVA_ONEVISION:
         siglip = dict(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
-        return LlavaOnevisionProcessor(
-            image_processor=_image_processor("llava_onevision", **siglip),
+        return build_processor(
+            LlavaOnevisionProcessor,
+            image_processor=image_processor("llava_onevision", **siglip),
             tokenizer=tokenizer,
             video_processor=video_processor("llava_onevision", **siglip),
             num_image_tokens=729,
@@ -713,8 +339,9 @@ def _processor(name, tokenizer):
             chat_template=_LLAVA_OV_CHAT_TEMPLATE,
             vision_aspect_ratio="anyres_max_9",
         )
-    return Qwen2_5_VLProcessor(
-        image_processor=_image_processor("qwen2_vl"),
+    return build_processor(
+        Qwen2_5_VLProcessor,
+        image_processor=image_processor("qwen2_vl"),
         tokenizer=tokenizer,
         video_processor=video_processor("qwen2_vl"),
         chat_template=_QWEN_VL_CHAT_TEMPLATE,

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# The GPU check: the paper's efficiency table on one CUDA GPU, then the processor-equivalence
+# test. Offline (no hub, no download): LLaVA-OneVision-7B at its true size (8.03B parameters)
+# with random weights made on the GPU, bf16, sdpa, 32 frames; the baseline, stc 10%/5% and
+# 2%/1% and every other method of stc.list_methods() at 10% and 2%. Meant to take well under 8
+# minutes on one GPU with >= 24 GiB (16 GiB of weights); not yet timed on a GPU: none was
+# available when it was written. The bench prints its own wall time.
+#
+#   benchmarks/gpu_check.sh               python -m stc.bench --paper --device cuda, then
+#                                         python -m pytest -q tests/test_processors.py -rs
+#   benchmarks/gpu_check.sh --cpu         the same code on CPU, tiny size, 8 frames, 16 new tokens
+#   --bench-only                          skip the processor-equivalence test
+#   --no-install                          never pip-install a missing package (see below)
+#   anything after --                     passed to stc.bench (e.g. -- --frames 64)
+#
+# Python: $PYTHON, else the first of .venv/bin/python, python3, python whose torch fits the
+# device (CUDA build for the GPU check). Missing Python packages other than torch/torchvision
+# are pip-installed into that environment (the check's only write outside the repo; pip's
+# cache is off); torch and torchvision are never installed: a torchvision that does not match
+# the installed torch fails to import, so the script says which one to install instead of
+# guessing. Everything the check writes stays in runs/gpu-check/ (git-ignored; $STC_GPU_CHECK_OUT
+# moves it): the bench output (bench-<device>.md), the test log, the caches of HF / torch.
+#
+# Exit status: 0 everything ran and passed; 1 the bench or the test failed; 2 this machine
+# cannot run the check (no CUDA, a missing package); 3 the bench passed but the processor test
+# could not compare (torchvision missing or mismatched, or every test skipped).
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 2
+
+device=cuda
+run_tests=1
+install=1
+bench_extra=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --cpu) device=cpu ;;
+        --bench-only) run_tests=0 ;;
+        --no-install) install=0 ;;
+        --) shift; bench_extra=("$@"); break ;;
+        -h|--help) awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; exit 0 ;;
+        *) echo "gpu_check: unknown option $1 (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+OUT="${STC_GPU_CHECK_OUT:-$ROOT/runs/gpu-check}"
+mkdir -p "$OUT/cache"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False
+export HF_HOME="$OUT/cache/huggingface" XDG_CACHE_HOME="$OUT/cache" MPLCONFIGDIR="$OUT/cache/matplotlib"
+export TORCHINDUCTOR_CACHE_DIR="$OUT/cache/inductor" TRITON_CACHE_DIR="$OUT/cache/triton"
+export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+
+say() { echo "gpu_check: $*" >&2; }
+
+# -- the interpreter ----------------------------------------------------------------------------
+# One Python call per candidate: it exits 0 when its torch fits the device and then describes
+# itself; a second lists the missing packages (found without importing them: gradio is slow).
+probe='import sys, torch
+if sys.argv[1] == "cuda" and not torch.cuda.is_available():
+    print(f"candidate:  {sys.executable}: torch {torch.__version__}, built for CUDA {torch.version.cuda}", file=sys.stderr)
+    sys.exit(1)
+print(f"gpu_check: python {sys.version.split()[0]} at {sys.executable}, torch {torch.__version__} (CUDA {torch.version.cuda})", file=sys.stderr)'
+PY=""
+tried=" "
+for candidate in ${PYTHON:-} "$ROOT/.venv/bin/python" python3 python; do
+    resolved="$(command -v "$candidate" 2>/dev/null)" || continue
+    [[ "$tried" == *" $resolved "* ]] && continue
+    tried+="$resolved "
+    if "$candidate" -c "$probe" "$device" 2>"$OUT/probe.txt"; then PY="$candidate"; cat "$OUT/probe.txt" >&2; break; fi
+    if grep -q '^candidate:' "$OUT/probe.txt"; then
+        sed -n 's/^candidate://p' "$OUT/probe.txt" >>"$OUT/probe-failures.txt"
+    else
+        echo "  $resolved: no usable torch ($(tail -n 1 "$OUT/probe.txt"))" >>"$OUT/probe-failures.txt"
+    fi
+done
+if [[ -z "$PY" ]]; then
+    if [[ "$device" == cuda ]]; then
+        say "no Python here has a torch that sees a CUDA GPU:"
+        cat "$OUT/probe-failures.txt" >&2 2>/dev/null
+        command -v nvidia-smi >/dev/null 2>&1 || say "nvidia-smi is not on PATH either: is this a GPU machine?"
+        say "install a CUDA build of torch (https://pytorch.org/get-started/locally/) or set PYTHON=..."
+    else
+        say "no Python with torch found; set PYTHON=/path/to/python"
+    fi
+    rm -f "$OUT/probe.txt" "$OUT/probe-failures.txt"
+    exit 2
+fi
+rm -f "$OUT/probe.txt" "$OUT/probe-failures.txt"
+
+if [[ "$device" == cuda ]]; then
+    if command -v nvidia-smi >/dev/null 2>&1; then
+        nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | sed 's/^/gpu_check: GPU: /' >&2
+    else
+        say "nvidia-smi not on PATH (torch sees CUDA, continuing)"
+    fi
+fi
+
+# -- Python packages ----------------------------------------------------------------------------
+# pip requirements as pyproject.toml pins them; pytest and gradio (its real clips) only for the test.
+mapfile -t missing < <("$PY" - "$run_tests" <<'EOF'
+import importlib.metadata as md, importlib.util, sys
+needed = {"transformers": "transformers>=5.24,<5.25", "av": "av>=12", "numpy": "numpy>=1.26", "PIL": "pillow>=10"}
+if sys.argv[1] == "1":
+    needed |= {"pytest": "pytest>=8", "gradio": "gradio==6.31.0"}
+for module, requirement in needed.items():
+    if importlib.util.find_spec(module) is None:
+        print(requirement)
+    elif module == "transformers" and not md.version("transformers").startswith("5.24."):
+        print(requirement)
+EOF
+)
+if [[ ${#missing[@]} -gt 0 ]]; then
+    if [[ "$install" == 1 ]]; then
+        say "installing what is missing: ${missing[*]}"
+        if ! "$PY" -m pip install "${missing[@]}" >&2; then
+            say "pip could not install ${missing[*]} (no network?). Install them, then rerun."
+            exit 2
+        fi
+    else
+        say "missing: ${missing[*]} (pip install them, or rerun without --no-install)"
+        exit 2
+    fi
+fi
+
+# -- the paper's efficiency table -------------------------------------------------------------
+if [[ "$device" == cuda ]]; then
+    bench_args=(--paper --device cuda)
+else
+    # tiny model: 16 new tokens and one thread keep it to seconds (on a busy machine two OpenMP
+    # threads fighting other processes make it ten times slower, and the tiny model gains nothing)
+    bench_args=(--paper --device cpu --size tiny --frames 8 --max-new-tokens 16)
+    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+fi
+table="$OUT/bench-$device.md"
+say "running: $PY -m stc.bench ${bench_args[*]} ${bench_extra[*]:-}"
+"$PY" -m stc.bench "${bench_args[@]}" ${bench_extra[@]+"${bench_extra[@]}"} | tee "$table"
+bench_status=${PIPESTATUS[0]}
+if [[ "$bench_status" != 0 ]]; then
+    say "FAILED: stc.bench exited with $bench_status"
+    exit 1
+fi
+say "table written to ${table#"$ROOT"/} ($(date -u +%Y-%m-%d))"
+[[ "$run_tests" == 1 ]] || exit 0
+
+# -- the processor-equivalence test -----------------------------------------------------------
+status=0
+if ! "$PY" -c 'import torchvision.transforms.v2.functional' >/dev/null 2>&1; then
+    "$PY" - >&2 <<'EOF'
+import importlib.util, torch
+minor = int(torch.__version__.split(".")[1])
+tv = "torchvision is not installed" if importlib.util.find_spec("torchvision") is None else (
+    "torchvision is installed but does not import beside this torch (built for another torch)")
+cuda = torch.version.cuda
+index = f"https://download.pytorch.org/whl/cu{cuda.replace('.', '')}" if cuda else "https://download.pytorch.org/whl/cpu"
+print(f"gpu_check: {tv}: the processor-equivalence tests will be SKIPPED.\n"
+      f"gpu_check: install the torchvision built for torch {torch.__version__}, from the index torch came from; "
+      f"PyTorch pairs torch 2.N with torchvision 0.(N+15) (2.11 with 0.26), so probably\n"
+      f"gpu_check:   pip install 'torchvision==0.{minor + 15}.*' --index-url {index}\n"
+      f"gpu_check: then run this check again")
+EOF
+    status=3
+fi
+say "running: $PY -m pytest -q tests/test_processors.py -rs"
+log="$OUT/test_processors-$device.log"
+"$PY" -m pytest -q tests/test_processors.py -rs -p no:cacheprovider | tee "$log"
+test_status=${PIPESTATUS[0]}
+if [[ "$test_status" == 5 ]]; then  # pytest: no tests collected
+    say "FAILED: no processor test was collected"
+    exit 1
+elif [[ "$test_status" != 0 ]]; then
+    say "FAILED: tests/test_processors.py exited with $test_status"
+    exit 1
+fi
+if ! grep -Eq '[0-9]+ passed' "$log"; then
+    say "every processor test was skipped: nothing was compared"
+    status=3
+fi
+[[ "$status" == 0 ]] && say "OK: bench and processor-equivalence test passed"
+exit "$status"

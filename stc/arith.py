@@ -1,0 +1,50 @@
+"""The arithmetic every layer of stc shares: one rounding rule for token counts, the stage-1
+budget, the layer-K depth rule, and the deterministic segment mean behind every merge.
+
+A leaf: it imports nothing of stc, so the algorithm, the methods, the FLOPs convention and the
+model adapters can all use it without importing each other.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["budget_for", "default_inner_layer", "keep_count", "round_half_up", "segment_mean"]
+
+
+def round_half_up(x: float) -> int:
+    """The project's one rounding rule for token counts (Python's round() rounds half to even)."""
+    return int(math.floor(x + 0.5))
+
+
+def budget_for(retention: float, total_tokens: int) -> int:
+    """Stage-1 budget B = round(retention * total_tokens) (half up), clamped to [1, total_tokens]."""
+    return max(1, min(total_tokens, round_half_up(retention * total_tokens)))
+
+
+def keep_count(fraction: float, tokens: int) -> int:
+    """Tokens kept when keeping ``fraction`` of ``tokens``: round half up, clamped to [1, tokens]."""
+    return min(tokens, max(1, round_half_up(fraction * tokens)))
+
+
+def default_inner_layer(num_layers: int) -> int:
+    """Stage 2's layer K for an LLM of ``num_layers`` layers: 18 of 28, scaled (method.md),
+    rounded half up like every token count. The one definition of the depth rule."""
+    return round_half_up(18 / 28 * num_layers)
+
+
+def segment_mean(features: torch.Tensor, labels: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """Mean of the rows of features [m, D] per label in [0, num_segments) -> [num_segments, D].
+
+    Deterministic on every device (sorted cumulative sums in fp64 instead of atomic adds); every
+    segment must be non-empty. Result in features' dtype.
+    """
+    order = torch.sort(labels, stable=True).indices
+    counts = torch.bincount(labels, minlength=num_segments)
+    csum = torch.cumsum(features[order].double(), dim=0)
+    ends = torch.cumsum(counts, 0) - 1
+    totals = csum[ends]
+    totals = torch.cat([totals[:1], totals[1:] - totals[:-1]])
+    return (totals / counts[:, None].double()).to(features.dtype)

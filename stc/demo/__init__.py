@@ -1,0 +1,128 @@
+"""The demo's logic, without any UI; `app.py` wires it to Gradio and ZeroGPU.
+
+One job per module:
+    loading   which model runs: default checkpoint, hub probe, offline fallback, the model pool
+    requests  one request checked before any model work: controls, `Limits`, the video's header
+    runner    the comparison: the baseline and any number of method runs on one model, one video
+    present   what the page shows of a comparison: the cost table, the answers, the summary
+    zerogpu   what one click asks of ZeroGPU, and what the page says before it
+
+A request flows: `requests` checks it -> `loading.ModelPool` gives the model -> one GPU call runs
+`runner.run_comparison` -> `present` and `stc.viz` turn the `Comparison` into tables and images.
+"""
+
+from .loading import (
+    FALLBACK_MODEL,
+    LLAVA_OV_05B,
+    LLAVA_OV_7B,
+    MODELS,
+    QWEN2_5_VL_7B,
+    TINY_LLAVA,
+    TINY_QWEN,
+    Loaded,
+    ModelPool,
+    ModelUnavailable,
+    banner,
+    default_model_id,
+    device_name,
+    hub_reachable,
+    load_model,
+    model_choices,
+    on_space,
+    on_zero_gpu,
+)
+from .present import (
+    ANSWER_HEADERS,
+    COST_HEADERS,
+    answer_rows,
+    answer_title,
+    cost_rows,
+    details,
+    flops_text,
+    grid_titles,
+    shown_text,
+)
+from .requests import (
+    COMPARE_DEFAULT,
+    FRAMES,
+    KNOBS,
+    MAX_NEW_TOKENS,
+    RETENTION_PERCENT,
+    Limits,
+    check_layer,
+    check_methods,
+    check_model,
+    check_request,
+    check_video_limits,
+    check_video_path,
+    clock,
+    hide_folders,
+    knob_default,
+    limits_text,
+    make_config,
+    method_choices,
+    one_line,
+    span,
+)
+from .runner import Cancelled, Comparison, compare, run_comparison, run_label, thumbnails
+from .zerogpu import ANONYMOUS_GPU_SECONDS, GPU_SECONDS_MAX, gpu_seconds, quota_note
+
+__all__ = [
+    "ANONYMOUS_GPU_SECONDS",
+    "ANSWER_HEADERS",
+    "answer_rows",
+    "answer_title",
+    "banner",
+    "Cancelled",
+    "check_layer",
+    "check_methods",
+    "check_model",
+    "check_request",
+    "check_video_limits",
+    "check_video_path",
+    "clock",
+    "compare",
+    "COMPARE_DEFAULT",
+    "Comparison",
+    "COST_HEADERS",
+    "cost_rows",
+    "default_model_id",
+    "details",
+    "device_name",
+    "FALLBACK_MODEL",
+    "flops_text",
+    "FRAMES",
+    "gpu_seconds",
+    "GPU_SECONDS_MAX",
+    "grid_titles",
+    "hide_folders",
+    "hub_reachable",
+    "knob_default",
+    "KNOBS",
+    "Limits",
+    "limits_text",
+    "LLAVA_OV_05B",
+    "LLAVA_OV_7B",
+    "load_model",
+    "Loaded",
+    "make_config",
+    "MAX_NEW_TOKENS",
+    "method_choices",
+    "model_choices",
+    "ModelPool",
+    "MODELS",
+    "ModelUnavailable",
+    "on_space",
+    "on_zero_gpu",
+    "one_line",
+    "quota_note",
+    "QWEN2_5_VL_7B",
+    "RETENTION_PERCENT",
+    "run_comparison",
+    "run_label",
+    "shown_text",
+    "span",
+    "thumbnails",
+    "TINY_LLAVA",
+    "TINY_QWEN",
+]

@@ -1,0 +1,107 @@
+"""What a compression method is, and the one place its stage 1 is called.
+
+A `Method` says how many tokens enter the LLM and how many are left after layer K (`counts`, a
+function of the config and the video's token count), how it picks the first (`stage1`, a pure
+function of the encoder features and scores) and how it shortens the visual span inside the LLM
+(`inner`, a layer-K strategy run by `stc.models.inner.InnerPruning`). `Method.compress` checks
+the inputs and handles the keep-everything case once, so the methods' own functions only
+compress.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, NamedTuple
+
+import torch
+
+from ..arith import budget_for, keep_count
+from ..results import Compressed
+
+if TYPE_CHECKING:
+    from ..config import STCConfig
+
+# A stage-1 function: (features [S, N, D], scores [S, N], budget, *, grid (gh, gw), config)
+# -> Compressed with exactly `budget` tokens in original order; 1 <= budget < S*N.
+Stage1 = Callable[..., Compressed]
+
+
+class TokenCounts(NamedTuple):
+    """Visual tokens that enter the LLM (after stage 1) and that are left after layer K."""
+
+    stage1: int
+    after_layer: int
+
+
+def check_stage1_inputs(features: torch.Tensor, scores: torch.Tensor, budget: int) -> tuple[int, int, int]:
+    """Validate [S, N, D] features, [S, N] scores and 1 <= budget <= S*N; return (S, N, D)."""
+    if features.dim() != 3:
+        raise ValueError(f"features must be [S, N, D], got shape {tuple(features.shape)}")
+    s, n, d = features.shape
+    if tuple(scores.shape) != (s, n):
+        raise ValueError(f"scores must be [S, N] = {[s, n]}, got shape {tuple(scores.shape)}")
+    if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= s * n:
+        raise ValueError(f"budget must be an integer in [1, {s * n}] (S*N), got {budget!r}")
+    return s, n, d
+
+
+def identity(features: torch.Tensor) -> Compressed:
+    """All S*N tokens, unchanged and in order."""
+    s, n, d = features.shape
+    ar = torch.arange(s * n, device=features.device)
+    return Compressed(features.reshape(s * n, d), ar, ar.clone(), torch.ones(s * n, dtype=torch.bool, device=features.device))
+
+
+def stage1_then_keep(method: "Method", config: "STCConfig", total: int) -> TokenCounts:
+    """The usual counts: stage 1 keeps round(retention x total) (every token without a stage 1);
+    layer K keeps round(inner_keep x that) (nothing changes without an inner strategy)."""
+    first = budget_for(config.retention, total) if method.stage1 is not None else total
+    return TokenCounts(first, keep_count(config.inner_keep, first) if method.inner is not None else first)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One compression method.
+
+    name / paper / summary: what it is and where it comes from.
+    stage1: picks ``budget`` tokens before the LLM (None: keep every token).
+    inner: builds the layer-K strategy from a config (None: nothing happens inside the LLM).
+    default_layer: layer K when ``config.inner_layer`` is None, from the LLM depth.
+    uses: the STCConfig fields the method reads (the app shows only these).
+    counts: (method, config, total visual tokens) -> `TokenCounts`: what the config's
+        retention means for this method (`stage1_then_keep` unless the method says otherwise).
+    """
+
+    name: str
+    paper: str
+    summary: str
+    stage1: Stage1 | None = None
+    inner: Callable | None = None
+    default_layer: Callable[[int], int] | None = None
+    uses: tuple[str, ...] = ("retention",)
+    counts_rule: Callable[["Method", "STCConfig", int], TokenCounts] = stage1_then_keep
+
+    def counts(self, config: "STCConfig", total: int) -> TokenCounts:
+        return self.counts_rule(self, config, total)
+
+    def stage1_budget(self, config: "STCConfig", total: int) -> int:
+        return self.counts(config, total).stage1
+
+    def inner_keep_count(self, config: "STCConfig", total: int, n_stage1: int | None = None) -> int:
+        """Visual tokens left after layer K (== the stage-1 count when nothing happens inside)."""
+        return self.counts(config, total).after_layer
+
+    def layer(self, config: "STCConfig", num_layers: int) -> int:
+        if config.inner_layer is not None:
+            return config.inner_layer
+        return self.default_layer(num_layers)
+
+    def compress(self, features: torch.Tensor, scores: torch.Tensor, budget: int, *, grid, config) -> Compressed:
+        """Stage 1: ``budget`` of the S*N tokens in features [S, N, D] (scores [S, N]) -> Compressed.
+
+        Checks the inputs once for every method; a budget of every token (or a method without a
+        stage 1) returns them all unchanged."""
+        s, n, _ = check_stage1_inputs(features, scores, budget)
+        if self.stage1 is None or budget == s * n:
+            return identity(features)
+        return self.stage1(features, scores, budget, grid=grid, config=config)

@@ -1,0 +1,111 @@
+"""What one model family must provide (`FamilyAdapter`), and how a user's question becomes
+prompt text: checked, and with every special token neutralised.
+
+One subclass per family (`llava_onevision.py`, `qwen2_5_vl.py`) holds everything family-specific:
+its processor, where features and contribution scores come from, the prompt layout and the
+positions of the kept tokens, and its decoder layers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+
+from ..results import Compressed, Encoded
+from ..video import Video
+
+
+@dataclass
+class PromptInputs:
+    """What `generate` needs for one prompt, plus where the visual span sits in it."""
+
+    generate_kwargs: dict
+    prompt_len: int
+    visual_start: int  # first compressed visual token
+    visual_end: int  # one past the last compressed visual token (extra tokens follow)
+    text_start: int  # first text row after the video (question + assistant prefix)
+
+
+MAX_QUESTION_CHARS = 2000
+ZERO_WIDTH_SPACE = "\u200b"
+
+
+def check_question(question) -> str:
+    """The question, stripped; ValueError for a non-string, empty or over-long question."""
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("question must be a non-empty string")
+    question = question.strip()
+    if len(question) > MAX_QUESTION_CHARS:
+        raise ValueError(f"question is too long ({len(question)} characters; at most {MAX_QUESTION_CHARS})")
+    return question
+
+
+class FamilyAdapter:
+    """What one model family must provide. Subclasses: one file per family."""
+
+    model_type: str = ""
+    # The checkpoint's processor: its transformers class, and which of stc's pure-torch video
+    # processors stands in for the torchvision one where torchvision does not import.
+    processor_class: str = ""
+    video_processor_kind: str = ""
+
+    @classmethod
+    def load_processor(cls, source: str, **hub_kwargs):
+        """The processor of checkpoint ``source``: the checkpoint's own (``AutoProcessor``) where
+        torchvision works, else the same processor with the pure-torch video processor."""
+        from .processors import load_processor
+
+        return load_processor(source, processor_class=cls.processor_class, video_kind=cls.video_processor_kind,
+                              **hub_kwargs)
+
+    def __init__(self, model, processor):
+        self.model = model
+        self.processor = processor
+
+    def encode(self, video: Video) -> Encoded:
+        raise NotImplementedError
+
+    def prompt_inputs(self, question: str, encoded: Encoded, kept: Compressed) -> PromptInputs:
+        raise NotImplementedError
+
+    def decoder_layers(self) -> torch.nn.ModuleList:
+        raise NotImplementedError
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    def plain_text(self, text: str) -> str:
+        """``text`` as the model must read a user's words: as plain text. Every string the
+        tokenizer would read as one added or special token (``<video>``, ``<|video_pad|>``,
+        ``<|im_start|>``, ...) and the processor's placeholders get a zero-width space after
+        their first character, so they are tokenized as the characters they look like and can
+        neither add visual placeholders nor open a turn of another role."""
+        # Breaking one marker cannot form another (the space is in none of them): repeat until
+        # overlapping occurrences are gone too.
+        while self._markers is not None and self._markers.search(text):
+            text = self._markers.sub(lambda m: m[0][0] + ZERO_WIDTH_SPACE + m[0][1:], text)
+        return text
+
+    @cached_property
+    def _markers(self) -> re.Pattern | None:
+        """One pattern matching the tokenizer's added and special tokens and the processor's
+        placeholders, longest first (None if there are none)."""
+        names = {getattr(self.processor, attr, None) for attr in ("video_token", "image_token")}
+        names |= {t.content for t in self.tokenizer.added_tokens_decoder.values()}
+        names |= set(self.tokenizer.all_special_tokens)
+        names = sorted((n for n in names if isinstance(n, str) and len(n) > 1), key=len, reverse=True)
+        return re.compile("|".join(map(re.escape, names))) if names else None
+
+    def prompt_ids(self, question: str) -> tuple[list[int], list[int]]:
+        """Token ids of the chat template before and after its video placeholder, the question
+        (as `plain_text`) in the text after it."""
+        question = self.plain_text(question)
+        conversation = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
+        text = self.processor.apply_chat_template(conversation, add_generation_prompt=True)
+        before, after = text.split(self.processor.video_token, 1)
+        tok = self.tokenizer
+        return tok(before, add_special_tokens=False)["input_ids"], tok(after, add_special_tokens=False)["input_ids"]

@@ -1,0 +1,165 @@
+"""The architecture as the README's "Architecture" section draws it: layers that import only
+downwards, no import circle, light modules that stay light, every module importable alone."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "stc"
+
+# Lower numbers are lower layers. A module may import modules of lower layers, and of its own
+# layer only inside its own subpackage (stc.models.base -> stc.models.inner).
+LAYERS = {
+    "stc.arith": 0,  # shared arithmetic: rounding, budgets, segment means, the depth rule
+    "stc.results": 0,  # what the stages and an answer produce, as plain data
+    "stc.compress": 1,  # stage 1, pure tensor functions
+    "stc.merge": 1,  # stage 2, pure tensor functions
+    "stc.attention": 1,  # attention rows recomputed from q/k
+    "stc.video": 1,  # decoding and sampling
+    "stc.methods": 2,  # the registry and the peers
+    "stc.config": 3,  # STCConfig (validates method names through the registry)
+    "stc.flops": 3,  # the paper's FLOPs convention
+    "stc.models": 4,  # one adapter per family, processors, stage-2 hooks, VideoLLM
+    "stc.viz": 5,
+    "stc.bench": 5,
+    "stc.eval": 5,
+    "stc.lmms_plugin": 5,
+    "stc.demo": 5,
+}
+LIGHT = ["stc", "stc.arith", "stc.results", "stc.compress", "stc.merge", "stc.methods", "stc.config", "stc.flops",
+         "stc.video", "stc.viz"]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _is_type_checking(node) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """stc modules imported by ``path`` anywhere (functions included), except under TYPE_CHECKING."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(node):
+        if _is_type_checking(node):
+            return
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith("stc"):
+                found.add(target)
+                found.update(f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in known)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("stc"))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    found.discard(name)
+    return found
+
+
+def _layer(module: str) -> tuple[str, int]:
+    for prefix in sorted(LAYERS, key=len, reverse=True):
+        if module == prefix or module.startswith(prefix + "."):
+            return prefix, LAYERS[prefix]
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS and to the README's Architecture section")
+
+
+@pytest.fixture(scope="module")
+def graph():
+    modules = _modules()
+    return {name: _imports(name, path, set(modules)) for name, path in modules.items()}
+
+
+def test_every_import_goes_down(graph):
+    wrong = []
+    for module, deps in graph.items():
+        if module == "stc":  # the public API re-exports every layer
+            continue
+        home, level = _layer(module)
+        for dep in deps:
+            if dep == "stc":
+                wrong.append(f"{module} -> stc (import the module it needs, not the package)")
+                continue
+            dep_home, dep_level = _layer(dep)
+            if dep_level > level or (dep_level == level and dep_home != home):
+                wrong.append(f"{module} (layer {level}) -> {dep} (layer {dep_level})")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_no_import_circle(graph):
+    state: dict[str, int] = {}
+
+    def visit(node, path):
+        state[node] = 1
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                cycle = path[path.index(dep):] + [dep] if dep in path else [node, dep]
+                raise AssertionError("import circle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module != "stc" and module not in state:
+            visit(module, [module])
+
+
+def test_every_module_imports_alone_and_light_ones_stay_light():
+    """Each module imported first in a fresh stc (catches import-order dependencies); the light
+    ones import no transformers model code."""
+    modules = [m for m in _modules() if not m.endswith("__main__")]
+    script = f"""
+import importlib, sys
+failed = []
+for name in {modules!r}:
+    for key in [k for k in sys.modules if k == "stc" or k.startswith("stc.")]:
+        del sys.modules[key]
+    try:
+        importlib.import_module(name)
+    except Exception as err:
+        failed.append(f"{{name}}: {{type(err).__name__}}: {{err}}")
+print("\\n".join(failed))
+sys.exit(1 if failed else 0)
+"""
+    run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr[-2000:]
+    light = f"""
+import importlib, sys
+for name in {LIGHT!r}:
+    importlib.import_module(name)
+heavy = sorted(k for k in sys.modules if k.startswith("transformers.models."))
+print(heavy[:5])
+sys.exit(1 if heavy else 0)
+"""
+    run = subprocess.run([sys.executable, "-c", light], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, "light modules pulled transformers' model code: " + run.stdout + run.stderr[-2000:]
+
+
+def test_no_module_is_oversized():
+    """No module over ~500 lines without a stated reason (the README's Architecture section)."""
+    reasons = {
+        # The lmms-eval prompt templates are kept byte-identical to lmms-eval's, beside the harness.
+        "stc.eval",
+        # Decoding under hostile input: two backends, header-less lengths, pixel budgets; one job.
+        "stc.video",
+    }
+    long = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
+    over = {name: n for name, n in long.items() if n > 520 and name not in reasons}
+    assert not over, over

@@ -1,0 +1,304 @@
+"""Hostile video files (issue 11): memory bounded by construction, limits that hold without headers.
+
+Peak memory of `load_video` is measured in a fresh process (RSS growth, Linux /proc) on an
+8000x8000 clip and a 4K 64-frame clip with each backend; a request over the pixel budget is
+refused before decoding. Files whose header has no duration (a raw H.264 stream named .mp4, a
+live-mode Matroska) are measured from their packets, so the app's 60-minute check holds; one
+that cannot be measured in time is refused. Every refusal is followed by a good request.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import stc.video as video_module
+from stc.video import load_video, probe, sample_indices
+
+ROOT = Path(__file__).resolve().parent.parent
+GIB = 2**30
+MEMORY_LIMIT = 1.5 * GIB  # RSS growth of one load_video call
+WATCHDOG = 3 * GIB  # a child past this RSS is killed at once (the old decord path went to 8 GB)
+
+
+def _level(index: int) -> int:
+    return (index * 8) % 240 + 8
+
+
+# --- clips, written once per session ------------------------------------------------------------
+
+
+def _repeated_intra_clip(path: Path, num_frames: int, size) -> Path:
+    """An mpeg4 clip of ``num_frames`` copies of one flat intra frame: huge frames, made in a
+    second and a few MB on disk (encoding 8000x8000 frames one by one takes far longer)."""
+    import av
+
+    width, height = size
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        planes = np.full((height * 3 // 2, width), 128, np.uint8)
+        planes[:height] = 100
+        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        (packet,) = list(stream.encode(frame)) + list(stream.encode())
+        data = bytes(packet)
+        for i in range(num_frames):
+            copy = av.Packet(data)
+            copy.pts = copy.dts = i
+            copy.time_base, copy.stream, copy.is_keyframe = packet.time_base, stream, True
+            container.mux(copy)
+    return path
+
+
+@pytest.fixture(scope="session")
+def huge_clips(tmp_path_factory):
+    """{"8000x8000": 8 frames, "4k": 64 frames at 3840x2160}, generated once."""
+    folder = tmp_path_factory.mktemp("huge")
+    return {
+        "8000x8000": _repeated_intra_clip(folder / "square8000.mp4", 8, (8000, 8000)),
+        "4k": _repeated_intra_clip(folder / "uhd64.mp4", 64, (3840, 2160)),
+    }
+
+
+def _write(target, fmt: str, codec: str, pts: list[int], rate: int = 1, size=(16, 16), **options):
+    """Frames 16x16 grey at _level(i), stamped ``pts``, to a path or a file object."""
+    import av
+
+    width, height = size
+    with av.open(str(target) if isinstance(target, Path) else target, "w", format=fmt, options=options) as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if codec == "libx264":
+            stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
+        for i, stamp in enumerate(pts):
+            planes = np.full((height * 3 // 2, width), 128, np.uint8)
+            planes[:height] = _level(i)
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+            frame.pts = stamp
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return target
+
+
+@pytest.fixture(scope="session")
+def headerless(tmp_path_factory):
+    """Two-hour files whose header has no duration (checked here, since the tests rely on it):
+    "raw": a raw Annex-B H.264 stream named .mp4, 7200 frames of 16x16 at 1 fps (its packets
+    carry no timestamps); "live": a live-mode Matroska (no duration, no cues), 5 frames stamped
+    0, 1, 2, 3 and 7199 s."""
+    import av
+
+    folder = tmp_path_factory.mktemp("headerless")
+    if "libx264" not in av.codecs_available:
+        pytest.skip("this PyAV has no libx264 encoder")
+    clips = {
+        "raw": _write(folder / "raw_h264.mp4", "h264", "libx264", list(range(7200))),
+        "live": _write(folder / "live.mkv", "matroska", "mpeg4", [0, 1, 2, 3, 7199], live="1"),
+    }
+    for path in clips.values():
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            assert stream.duration is None and container.duration is None, f"{path.name} has a duration"
+    return clips
+
+
+# --- 1. memory bounded by construction ----------------------------------------------------------
+
+_CHILD = textwrap.dedent(
+    """
+    import importlib.util, json, re, sys
+    path, backend, num_frames = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    def status(key):
+        return int(re.search(key + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+    # stc/video.py alone (stc's package imports torch and transformers: seconds, and not decoding).
+    spec = importlib.util.spec_from_file_location("stc_video", sys.argv[4])
+    video = sys.modules["stc_video"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(video)
+    import numpy, av
+    if backend == "decord":
+        import decord
+    try:  # reset the peak to the present RSS (Linux >= 4.0)
+        open("/proc/self/clear_refs", "w").write("5")
+        base = status("VmRSS")
+    except OSError:
+        base = status("VmHWM")
+    loaded = video.load_video(path, num_frames, backend=backend)
+    print(json.dumps({"growth": status("VmHWM") - base, "shape": list(loaded.frames.shape),
+                      "backend": loaded.backend}))
+    """
+)
+
+
+def _peak_growth(path: Path, backend: str, num_frames: int) -> dict:
+    """RSS growth of one load_video call in a fresh process; the child is killed past WATCHDOG."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(path), backend, str(num_frames), str(ROOT / "stc" / "video.py")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline, peak = time.monotonic() + 120, 0
+    while child.poll() is None:
+        try:
+            status = Path(f"/proc/{child.pid}/status").read_text()
+            peak = max(peak, int(status.split("VmRSS:")[1].split()[0]) * 1024)
+        except (OSError, IndexError):
+            pass
+        if peak > WATCHDOG or time.monotonic() > deadline:
+            child.kill()
+            child.wait()
+            pytest.fail(f"load_video({path.name}, backend={backend!r}) passed {peak / GIB:.1f} GiB of RSS "
+                        "or 120 s; killed")
+        time.sleep(0.02)
+    out, err = child.communicate()
+    assert child.returncode == 0, err[-2000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _backends():
+    try:
+        import decord  # noqa: F401
+    except Exception:
+        return ["pyav"]
+    return ["pyav", "decord"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="RSS is read from Linux /proc")
+@pytest.mark.parametrize("clip, num_frames, shape", [("8000x8000", 8, (8, 1344, 1344, 3)),
+                                                     ("4k", 64, (64, 756, 1344, 3))])
+def test_peak_memory_is_bounded_on_both_backends(huge_clips, clip, num_frames, shape):
+    growth = {}
+    for backend in _backends():
+        result = _peak_growth(huge_clips[clip], backend, num_frames)
+        assert result["backend"] == backend and tuple(result["shape"]) == shape
+        growth[backend] = result["growth"]
+        print(f"load_video({clip}, {num_frames} frames, backend={backend!r}): "
+              f"peak RSS growth {growth[backend] / 2**20:.0f} MiB")
+        assert growth[backend] < MEMORY_LIMIT, f"{backend}: {growth[backend] / 2**20:.0f} MiB"
+    if len(growth) == 2:
+        assert max(growth.values()) < 2 * min(growth.values()), growth
+
+
+def _no_decoding(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a request over the budget must be refused before decoding")
+
+    for reader in ("_read_sequential", "_read_seeking", "_read_decord"):
+        monkeypatch.setattr(video_module, reader, refuse)
+
+
+@pytest.mark.parametrize("backend", _backends())
+def test_pixel_budget_is_checked_before_decoding_then_serves(huge_clips, monkeypatch, backend):
+    path = huge_clips["8000x8000"]
+    with monkeypatch.context() as patch:
+        _no_decoding(patch)
+        with pytest.raises(ValueError) as err:
+            load_video(path, 8, backend=backend, max_side=None)  # 8 x 8000 x 8000 x 3 bytes: 1.5 GB
+        assert str(err.value) == (
+            "8 frames of 8000x8000 are 512 megapixels; load_video holds at most 268 "
+            "(ask for fewer frames or a smaller max_side)"
+        )
+        patch.setattr(video_module, "MAX_FRAME_PIXELS", 2**25)
+        with pytest.raises(ValueError) as err:
+            load_video(path, 1, backend=backend)
+        assert str(err.value) == (
+            f"cannot read video {path}: frames are 8000x8000 (64 megapixels); "
+            "at most 34 megapixels per frame are decoded"
+        )
+    good = load_video(path, 2, backend=backend)
+    assert good.frames.shape == (2, 1344, 1344, 3) and good.backend == backend
+
+
+def test_a_header_that_understates_the_frame_size_cannot_grow_the_frames(tmp_path):
+    """Raw MPEG-4: 64x48 in the header and for 4 frames, then 4 frames at 640x480."""
+    import io
+
+    import av
+
+    def elementary(size):
+        buffer = io.BytesIO()
+        _write(buffer, "m4v", "mpeg4", [0, 1, 2, 3], rate=25, size=size)
+        return buffer.getvalue()
+
+    path = tmp_path / "grows.mp4"
+    path.write_bytes(elementary((64, 48)) + elementary((640, 480)))
+    with av.open(str(path)) as container:
+        sizes = {(frame.width, frame.height) for frame in container.decode(video=0)}
+    assert sizes == {(64, 48), (640, 480)}
+    info = probe(path)
+    assert (info.width, info.height, info.frames) == (64, 48, 8)
+    video = load_video(path, 8)
+    assert video.frames.shape == (8, 48, 64, 3)
+
+
+# --- 2. limits that hold without headers --------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, frames", [("raw", 7200), ("live", 5)])
+def test_probe_measures_a_length_missing_from_the_header(headerless, kind, frames):
+    start = time.perf_counter()
+    info = probe(headerless[kind])
+    assert info.duration == pytest.approx(7200, abs=1) and info.frames == frames
+    assert info.fps == pytest.approx(1.0) and (info.width, info.height) == (16, 16)
+    assert time.perf_counter() - start < 3
+
+
+def test_headerless_two_hours_are_sampled_over_two_hours(headerless):
+    video = load_video(headerless["raw"], 8)
+    assert video.total_frames == 7200 and video.note is None
+    assert video.frame_indices.tolist() == sample_indices(7200, 8).tolist()
+    np.testing.assert_allclose(video.timestamps, video.frame_indices, atol=1e-6)  # 1 fps
+    assert video.duration == pytest.approx(7200, abs=1)
+    live = load_video(headerless["live"], 8)
+    assert live.num_frames == 5 and live.timestamps[-1] == pytest.approx(7199)
+
+
+def test_a_length_that_cannot_be_measured_in_time_is_refused_then_serves(headerless, gradio_clip, monkeypatch):
+    path = headerless["raw"]
+    with monkeypatch.context() as patch:
+        patch.setattr(video_module, "_LENGTH_SCAN_SECONDS", 0.0)
+        for read in (probe, lambda p: load_video(p, 8)):
+            with pytest.raises(ValueError) as err:
+                read(path)
+            message = str(err.value)
+            assert message.startswith(
+                f"cannot read video {path}: no usable duration in its header, and its length could not be "
+                "measured within 0 s ("
+            ), message
+            assert "\n" not in message and len(message) < 300
+        assert probe(gradio_clip("b.mp4")).duration == pytest.approx(5.0, abs=0.1)  # headers still serve
+    assert load_video(path, 4).num_frames == 4
+
+
+def test_app_refuses_two_headerless_hours_then_serves(headerless, tmp_path, monkeypatch):
+    import gradio as gr
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_app import TINY, import_app, run_args
+
+    from stc import demo as logic
+
+    limits = logic.Limits(max_upload_mb=5, max_video_seconds=600, max_video_side=4096, max_generate_seconds=60,
+                          concurrency=1, queue_size=2, cache_max_age=3600)
+    app = import_app()
+    monkeypatch.setattr(app, "LIMITS", limits)
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    said = "video is 2:00:00 long; this app takes videos up to 10 min (trim it first)"
+    for kind in ("raw", "live"):
+        upload = tmp_path / headerless[kind].name
+        upload.write_bytes(headerless[kind].read_bytes())
+        with pytest.raises(ValueError) as err:
+            logic.check_video_limits(upload, limits)
+        assert str(err.value) == said
+        with pytest.raises(gr.Error) as err:
+            app.run(*run_args(video=upload, question="What is shown?", model=TINY))
+        assert str(err.value.message) == said
+    assert logic.check_video_limits(upload, replace(limits, max_video_seconds=3 * 3600)).duration > 7000
+    _banner, base, compressed, _grid, _table, _chart, summary = app.run(*run_args(question="What is shown?"))
+    assert base and compressed and "frames sampled" in summary

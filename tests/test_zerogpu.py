@@ -1,0 +1,53 @@
+"""ZeroGPU as a Space visitor meets it: what a click asks for, and which models a page offers."""
+
+import pytest
+
+from stc import STCConfig
+from stc import demo as logic
+
+SPACE_MODELS = [logic.LLAVA_OV_7B, logic.TINY_LLAVA, logic.TINY_QWEN]
+
+
+def _default_run(model_id: str) -> int:
+    config = STCConfig(retention=logic.RETENTION_PERCENT[2] / 100)
+    return logic.gpu_seconds(model_id, "v.mp4", "q", config, logic.FRAMES[2], logic.MAX_NEW_TOKENS[2])
+
+
+def _default_compare(model_id: str) -> int:
+    configs = tuple(STCConfig(method=m, retention=logic.RETENTION_PERCENT[2] / 100) for m in logic.COMPARE_DEFAULT)
+    return logic.gpu_seconds(model_id, "v.mp4", "q", configs, logic.FRAMES[2], logic.MAX_NEW_TOKENS[2])
+
+
+@pytest.mark.parametrize("model_id", SPACE_MODELS)
+def test_a_default_run_and_a_default_compare_each_fit_an_anonymous_quota(model_id):
+    run, compare = _default_run(model_id), _default_compare(model_id)
+    assert 0 < run < compare <= logic.ANONYMOUS_GPU_SECONDS
+    # The page says so before the click, and warns when a click would not fit.
+    assert "sign in" not in logic.quota_note(compare) and f"{compare} s" in logic.quota_note(compare)
+    biggest = logic.gpu_seconds(model_id, "v", "q", (STCConfig(retention=0.02),) * len(logic.method_choices()), logic.FRAMES[1],
+                                logic.MAX_NEW_TOKENS[1])
+    if biggest > logic.ANONYMOUS_GPU_SECONDS:
+        assert "sign in" in logic.quota_note(biggest)
+    assert biggest <= logic.GPU_SECONDS_MAX
+
+
+def test_on_zero_gpu_only_models_loaded_at_start_and_the_tiny_ones_are_offered():
+    on_space = [mid for _, mid in logic.model_choices(logic.LLAVA_OV_7B, zero_gpu=True)]
+    assert on_space == SPACE_MODELS
+    # Off ZeroGPU every known model is offered (loaded on first use), extras first.
+    local = [mid for _, mid in logic.model_choices("me/my-ckpt", logic.LLAVA_OV_05B, zero_gpu=False)]
+    assert local[0] == "me/my-ckpt" and set(logic.MODELS) <= set(local) and len(local) == len(set(local))
+
+
+def test_every_model_the_space_offers_needs_no_download_in_a_request(tmp_path):
+    """The Space's default model is in preload_from_hub (downloaded at build time); the others
+    it offers are the offline tiny models."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text().split("---")[1]
+    preload = [line.strip()[2:] for line in text.split("preload_from_hub:")[1].splitlines()[1:]
+               if line.startswith("  - ")]
+    assert logic.LLAVA_OV_7B in preload
+    for _, mid in logic.model_choices(logic.LLAVA_OV_7B, zero_gpu=True):
+        assert mid in preload or mid.startswith("tiny-random/")
+    assert "suggested_hardware: zero-" in text
