@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields, replace
 from numbers import Integral, Real
+from typing import Any, Mapping
 
 from .arith import budget_for, round_half_up  # noqa: F401 - round_half_up: re-exported (its earlier home)
 from .compress import DEFAULT_CLUSTER_RATIO, DEFAULT_KNN_K, DEFAULT_TAU
 from .merge import DEFAULT_TEXT_WEIGHT
-from .methods import get_method
+from .methods import POSITIONS, get_method
 
 
 def _check_real(name: str, value, lo: float, hi: float, *, lo_open: bool, hi_open: bool) -> float:
@@ -65,6 +66,13 @@ class STCConfig:
             stage 2 off.
         text_weight: lambda, weight of the hidden-state similarity against the attention term,
             in [0, 1].
+    Every method:
+        positions: the position ids of the compressed sequence: "original" (each kept token
+            keeps its uncompressed position) or "contiguous" (the compressed sequence is
+            renumbered 0, 1, 2, ...); None (default) = the method's official convention
+            (`stc.get_method(m).positions`). Force one to compare methods under one rule.
+        options: a mapping of the method's own knobs (`stc.get_method(m).options` lists them
+            with their official defaults); unknown names are refused. Stored read-only.
     """
 
     retention: float
@@ -77,6 +85,9 @@ class STCConfig:
     inner_layer: int | None = None
     inner_keep: float = 0.5
     text_weight: float = DEFAULT_TEXT_WEIGHT
+    # every method
+    positions: str | None = None
+    options: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         checked = {
@@ -93,7 +104,10 @@ class STCConfig:
         }
         if not isinstance(self.method, str):
             raise ValueError(f"method must be a method name (see stc.list_methods()), got {self.method!r}")
-        get_method(self.method)  # ValueError naming the available methods
+        method = get_method(self.method)  # ValueError naming the available methods
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {', '.join(map(repr, POSITIONS))}, got {self.positions!r}")
+        checked["options"] = method.check_options(self.options, self.retention)
         if self.inner_layer is not None:
             checked["inner_layer"] = _check_int("inner_layer", self.inner_layer, 0)
         for name, value in checked.items():
@@ -108,4 +122,16 @@ class STCConfig:
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["options"] = dict(self.options) if self.options is not None else None
+        return out
+
+    def option(self, name: str):
+        """The value of the method's own knob ``name``: this config's, else the method's
+        official default for this retention."""
+        return get_method(self.method).resolve_options(self)[name]
+
+    @property
+    def position_rule(self) -> str:
+        """"original" or "contiguous": this config's ``positions``, else the method's own."""
+        return self.positions or get_method(self.method).positions

@@ -13,10 +13,19 @@ from __future__ import annotations
 from ..arith import default_inner_layer
 from ..compress import compress_tokens
 from ..merge import Merged, merge_into_kept, text_aware_scores
-from . import fastv, fastvid, holitom, random_tokens, uniform, visionzip
-from .base import Method, Stage1, TokenCounts, check_stage1_inputs, identity, stage1_then_keep
+from . import evs, fastv, fastvid, holitom, random_tokens, uniform, vidcom2, visionzip
+from .base import (
+    POSITIONS,
+    FrozenOptions,
+    Method,
+    Stage1,
+    TokenCounts,
+    check_stage1_inputs,
+    identity,
+    stage1_then_keep,
+)
 
-__all__ = ["Method", "Stage1", "TokenCounts", "check_stage1_inputs", "get_method", "identity", "list_methods",
+__all__ = ["POSITIONS", "FrozenOptions", "Method", "Stage1", "TokenCounts", "check_stage1_inputs", "get_method", "identity", "list_methods",
            "register", "stage1_then_keep"]
 
 
@@ -54,11 +63,12 @@ STC_STAGE1 = Method(
     uses=("retention", "tau", "cluster_ratio", "knn_k"),
 )
 
-# The baseline, stc, then the peers (alphabetical by module).
+# The baseline, stc, the peers of the stc paper's tables (alphabetical by module), then the two
+# pruners vLLM ships.
 _REGISTRY: dict[str, Method] = {
     m.name: m
     for m in (NONE, STC, STC_STAGE1, fastv.METHOD, fastvid.METHOD, holitom.METHOD, random_tokens.METHOD,
-              uniform.METHOD, visionzip.METHOD)
+              uniform.METHOD, visionzip.METHOD, evs.METHOD, vidcom2.METHOD)
 }
 
 

@@ -3,7 +3,9 @@ integer counts, and assembling a `Compressed` from "which output slot represents
 
 Every peer is written as: decide the output slots (their positions) and the assignment of
 inputs to slots, then let :func:`assemble` sort the slots into original order and compute each
-slot's token as the mean of its members. Budget splits are integer arithmetic on the host (a
+slot's token as the mean of its members; a peer whose official merge is weighted (VisionZip's
+target + member mean, HoliTom's and FastVID's beta) then rewrites its merged slots from
+:func:`group_mean`. :func:`density_peaks` is the density-peak score HoliTom and FastVID share. Budget splits are integer arithmetic on the host (a
 handful of numbers per frame or segment); the token work stays on the features' device.
 """
 
@@ -86,3 +88,44 @@ def ranks_within_rows(values: torch.Tensor) -> torch.Tensor:
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(values.shape[1], device=values.device).expand_as(order).contiguous())
     return ranks
+
+
+def group_mean(values: torch.Tensor, labels: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of the rows of values [m, D] per label in [0, groups) (-1: in no group) ->
+    (means [groups, D] fp32, zero for an empty group; counts [groups] long).
+
+    Deterministic on every device (sorted cumulative sums in fp64, as `segment_mean`)."""
+    keep = labels >= 0
+    values, labels = values[keep], labels[keep]
+    counts = torch.bincount(labels, minlength=groups)
+    order = torch.sort(labels, stable=True).indices
+    csum = torch.cat([values.new_zeros(1, values.shape[1], dtype=torch.float64),
+                      torch.cumsum(values[order].double(), dim=0)])
+    ends = torch.cumsum(counts, 0)
+    totals = csum[ends] - csum[ends - counts]
+    return (totals / counts.clamp_min(1)[:, None].double()).float(), counts
+
+
+def density_peaks(x: torch.Tensor, num: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The density-peak scoring HoliTom and FastVID share (their ``cluster_dpc_knn``):
+    x [m, D] -> (peaks [min(num, m)] indices into x in descending score order, dist [m, m] fp32).
+
+    dist = ||x_i - x_j|| / sqrt(D); the k nearest distances of a row INCLUDE the token's own zero
+    (k = 7 is 6 real neighbours), capped at m; rho = exp(-mean of their squares); delta = the
+    distance to the nearest denser token, the largest distance of the whole set for the densest;
+    score = rho x delta. The originals break density ties with 1e-6 of random noise; here a lower
+    index counts as denser, so the result is deterministic. Dense [m, m]: m is one frame's or one
+    segment's tokens.
+    """
+    m = x.shape[0]
+    x = x.float()
+    dist = torch.cdist(x[None], x[None])[0] / x.shape[1] ** 0.5
+    nearest = torch.topk(dist, max(1, min(k, m)), dim=1, largest=False).values
+    rho = torch.exp(-(nearest**2).mean(dim=1))
+    ar = torch.arange(m, device=x.device)
+    denser = (rho[None, :] > rho[:, None]) | ((rho[None, :] == rho[:, None]) & (ar[None, :] < ar[:, None]))
+    delta = dist.masked_fill(~denser, float("inf")).amin(dim=1)
+    delta = torch.where(torch.isinf(delta), dist.max(), delta)
+    score = rho * delta
+    peaks = torch.sort(score, descending=True, stable=True).indices[: max(0, min(num, m))]
+    return peaks, dist

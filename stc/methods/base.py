@@ -10,8 +10,10 @@ compress.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, NamedTuple
+import math
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
 import torch
 
@@ -24,6 +26,26 @@ if TYPE_CHECKING:
 # A stage-1 function: (features [S, N, D], scores [S, N], budget, *, grid (gh, gw), config)
 # -> Compressed with exactly `budget` tokens in original order; 1 <= budget < S*N.
 Stage1 = Callable[..., Compressed]
+
+
+# How the compressed sequence is numbered: each kept token at its uncompressed position, or the
+# compressed sequence renumbered 0, 1, 2, ... (None in a config: the method's own convention).
+POSITIONS = (None, "original", "contiguous")
+
+
+class FrozenOptions(dict):
+    """A method's options as a config holds them: a read-only, hashable, picklable dict."""
+
+    def __hash__(self):
+        return hash(tuple(sorted(self.items())))
+
+    def __reduce__(self):
+        return (FrozenOptions, (dict(self),))
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("a config's options are read-only: use config.replace(options={...})")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only
 
 
 class TokenCounts(NamedTuple):
@@ -66,6 +88,8 @@ class Method:
     name / paper / summary: what it is and where it comes from.
     stage1: picks ``budget`` tokens before the LLM (None: keep every token).
     inner: builds the layer-K strategy from a config (None: nothing happens inside the LLM).
+    inner_attention: whose attention that strategy sees: layer K's own ("same") or the one
+        computed inside layer K-1 ("previous", layer 0's own when K = 0).
     default_layer: layer K when ``config.inner_layer`` is None, from the LLM depth.
     uses: the STCConfig fields the method reads (the app shows only these).
     counts: (method, config, total visual tokens) -> `TokenCounts`: what the config's
@@ -80,6 +104,53 @@ class Method:
     default_layer: Callable[[int], int] | None = None
     uses: tuple[str, ...] = ("retention",)
     counts_rule: Callable[["Method", "STCConfig", int], TokenCounts] = stage1_then_keep
+    # The method's own knobs with their official defaults, and [lo, hi] where a knob has bounds.
+    options: Mapping[str, Any] = field(default_factory=dict)
+    option_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # Official defaults that depend on the retention (e.g. HoliTom's tau): retention -> {name: value}.
+    retention_defaults: Callable[[float], Mapping[str, Any]] | None = None
+    # The official position convention: "original" or "contiguous".
+    positions: str = "original"
+    inner_attention: str = "same"
+
+    def check_options(self, options, retention: float) -> FrozenOptions | None:
+        """``options`` validated against this method's knobs (ValueError naming the bad one)."""
+        if options is None:
+            return None
+        if not isinstance(options, Mapping):
+            raise ValueError(f"options must be a mapping of {self.name}'s knobs, got {type(options).__name__}")
+        checked = {}
+        for name, value in options.items():
+            if name not in self.options:
+                known = ", ".join(sorted(self.options)) or "none"
+                raise ValueError(f"method {self.name!r} has no option {name!r}; its options: {known}")
+            default = self.options[name]
+            if isinstance(default, tuple) and isinstance(value, list):
+                value = tuple(value)  # a tuple knob read back from JSON or a form
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, Integral):
+                ok = isinstance(value, Integral) and not isinstance(value, bool)
+            elif isinstance(default, Real):
+                ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+            else:
+                ok = isinstance(value, type(default))
+            lo, hi = self.option_ranges.get(name, (-math.inf, math.inf))
+            if not ok or (isinstance(value, Real) and not lo <= value <= hi):
+                kind = type(default).__name__
+                bounds = f" in [{lo:g}, {hi:g}]" if name in self.option_ranges else ""
+                raise ValueError(f"option {name!r} of {self.name} must be a {kind}{bounds}, got {value!r}")
+            checked[name] = value
+        return FrozenOptions(checked)
+
+    def resolve_options(self, config: "STCConfig") -> dict:
+        """Every knob of this method for ``config``: official defaults (for its retention), then
+        the config's own."""
+        resolved = dict(self.options)
+        if self.retention_defaults is not None:
+            resolved.update(self.retention_defaults(config.retention))
+        resolved.update(config.options or {})
+        return resolved
 
     def counts(self, config: "STCConfig", total: int) -> TokenCounts:
         return self.counts_rule(self, config, total)

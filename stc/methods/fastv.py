@@ -2,9 +2,11 @@
 
 Nothing happens before the LLM: every visual token enters it. After decoder layer K the visual
 tokens the LAST prompt token attends to least are dropped (heads averaged), so layers >= K run
-on the kept ones only. The retention counts the tokens that survive layer K: retention 2% keeps
-round(2% x T x N) of them. K = 3, as in the stc paper's FLOPs comparison (FastV at K=3 keeping
-2%: 5.5 T on LLaVA-OneVision-7B); the FastV paper's own default is K=2 with 50% dropped.
+on the kept ones only. That attention is layer K-1's, as the official code reads it from the
+previous layer's output weights (layer 0's own at K = 0). The retention counts the tokens that
+survive layer K: retention 2% keeps round(2% x T x N) of them. K = 3, as in the stc paper's
+FLOPs comparison (FastV at K=3 keeping 2%: 5.5 T on LLaVA-OneVision-7B); the FastV paper's own
+default is K=2 with 50% dropped.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ METHOD = Method(
     "Chen et al., An Image is Worth 1/2 Tokens After Layer 2, ECCV 2024 (arXiv 2403.06764)",
     "inside the LLM: after layer K keep the visual tokens the last prompt token attends to most",
     inner=_inner,
+    inner_attention="previous",
     default_layer=default_layer,
     uses=("retention", "inner_layer"),
     counts_rule=fastv_counts,

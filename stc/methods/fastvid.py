@@ -1,5 +1,6 @@
 """`fastvid`: FastVID (Shen et al., "FastVID: Dynamic Density Pruning for Fast Video Large
-Language Models", NeurIPS 2025), with the paper's defaults.
+Language Models", NeurIPS 2025), with the official code's defaults (LunarShen/FastVID, the
+LLaVA-OneVision `modeling_qwen2.py`).
 
 DySeg (dynamic temporal segmentation): the transition similarity of frames i and i+1 is the
 cosine of their global features; the video is cut at the c - 1 least similar transitions AND at
@@ -9,20 +10,33 @@ STPrune (density spatiotemporal pruning), with d = the budget's share for densit
        share of (1 - d) of the budget per frame;
   DTM: in each segment, every p-th frame counted back from the segment's last frame is an anchor
        frame; the segment's share of d x budget (proportional to its length) is split over them;
-       an anchor frame's anchors are the density peaks (DPC-kNN: rho x delta) of its non-ATS
-       tokens; every non-ATS token of the segment joins its most similar anchor (cosine), and
-       an anchor becomes beta x itself + (1 - beta) x the mean of its members (itself included).
-Defaults (the paper's LLaVA-OneVision setting): c = 8, tau = 0.9, d = 0.4, p = 4, beta = 0.6.
-Where an anchor frame cannot hold its share (high retention), the rest goes to the segment's
-other frames, so the output is always exactly the budget.
+       an anchor frame's anchors are its non-ATS tokens of highest density-peak score
+       (`density_peaks`, k nearest counting the token itself). For EACH anchor frame, every
+       non-ATS token of the segment joins that frame's most similar anchor (cosine), so a token
+       feeds one anchor per anchor frame; an anchor becomes w x itself + (1 - w) x the mean of
+       its members (itself included), w = max(1 / (members + 1), beta).
+Official knobs (``STCConfig(options=...)``): c = 8, tau = 0.9, d = 0.4, p = 4, beta = 0.6,
+k = 4. Positions: original. Where an anchor frame cannot hold its share (high retention), the
+rest goes to the segment's other frames (which then act as anchor frames too), so the output is
+always exactly the budget. A `Compressed` has one slot per input: ``assignment`` records each
+merged token's most similar anchor of its segment.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from ..compress import Compressed, dpc_knn
-from ._common import apportion, assemble, even_split, ranks_within_rows
+from ..compress import Compressed
+from ._common import (
+    apportion,
+    assemble,
+    density_peaks,
+    even_split,
+    group_mean,
+    ranks_within_rows,
+)
 from .base import Method
 
 FASTVID_MIN_SEGMENTS = 8  # c
@@ -30,9 +44,7 @@ FASTVID_TAU = 0.9  # transition similarity below which frames are always cut apa
 FASTVID_DENSITY_SHARE = 0.4  # d
 FASTVID_ANCHOR_STRIDE = 4  # p
 FASTVID_ANCHOR_WEIGHT = 0.6  # beta
-# FastVID's density uses a token's 4 nearest distances including its own zero; stc's DPC-kNN
-# excludes the token itself, so the same three neighbours are k = 3.
-FASTVID_KNN = 3
+FASTVID_KNN = 4  # k: nearest distances of the density, the token's own zero included
 
 
 @torch.no_grad()
@@ -115,36 +127,50 @@ def fastvid(
 
     # DTM, one segment at a time.
     unit = torch.nn.functional.normalize(flat.float(), dim=-1)
-    is_anchor = torch.zeros(s * n, dtype=torch.bool, device=device)
+    anchor_parts, token_parts = [], []
     for start, length in _spans(lengths):
-        frames = range(start, start + length)
-        if sum(context[f] for f in frames) == 0:
+        anchor_frames = [f for f in range(start, start + length) if context[f]]
+        if not anchor_frames:
             continue  # this segment's non-ATS tokens are dropped
-        anchors = []
-        for f in frames:
-            if context[f]:
-                candidates = positions[f][~is_salient[f]]
-                centres, _ = dpc_knn(flat[candidates], context[f], knn_k)
-                anchors.append(candidates[torch.sort(centres).values])
-        anchors = torch.cat(anchors)
         members = positions[start : start + length][~is_salient[start : start + length]]
-        nearest = (unit[members] @ unit[anchors].T).argmax(dim=1)
+        segment_anchors = []
+        for f in anchor_frames:
+            candidates = positions[f][~is_salient[f]]
+            peaks, _ = density_peaks(flat[candidates], context[f], knn_k)
+            anchors = candidates[torch.sort(peaks).values]
+            # every non-ATS token of the segment joins one anchor of THIS frame
+            label = (unit[members] @ unit[anchors].T).argmax(dim=1)
+            mean, count = group_mean(flat[members], label, anchors.numel())
+            weight = (1.0 / (count + 1).double()).clamp_min(anchor_weight).float()[:, None]
+            tokens = weight * flat[anchors].float() + (1.0 - weight) * mean
+            own = label[torch.searchsorted(members, anchors)] == torch.arange(anchors.numel(), device=device)
+            alone = (count == 0) | ((count == 1) & own)
+            tokens[alone] = flat[anchors[alone]].float()  # only itself: the anchor, bit for bit
+            segment_anchors.append(anchors)
+            anchor_parts.append(anchors)
+            token_parts.append(tokens)
+        # one slot per input for `Compressed`: the most similar anchor of the segment
+        segment_anchors = torch.cat(segment_anchors)
+        nearest = (unit[members] @ unit[segment_anchors].T).argmax(dim=1)
         assignment[members] = next_slot + nearest
-        assignment[anchors] = next_slot + torch.arange(anchors.numel(), device=device)
-        is_anchor[anchors] = True
-        sources.append(anchors)
-        next_slot += anchors.numel()
+        assignment[segment_anchors] = next_slot + torch.arange(segment_anchors.numel(), device=device)
+        sources.append(segment_anchors)
+        next_slot += segment_anchors.numel()
 
     out = assemble(flat, torch.cat(sources), assignment)
-    blend = is_anchor[out.source] & ~out.selected
-    out.tokens[blend] = (
-        anchor_weight * flat[out.source[blend]].float() + (1.0 - anchor_weight) * out.tokens[blend].float()
-    ).to(out.tokens.dtype)
+    if anchor_parts:
+        anchors, tokens = torch.cat(anchor_parts), torch.cat(token_parts)
+        slots = out.assignment[anchors]
+        changed = ~torch.all(tokens == flat[anchors].float(), dim=1)
+        out.tokens[slots] = tokens.to(out.tokens.dtype)
+        out.selected[slots[changed]] = False
     return out
 
 
 def _stage1(features, scores, budget, *, grid, config) -> Compressed:
-    return fastvid(features, scores, budget)
+    o = METHOD.resolve_options(config)
+    return fastvid(features, scores, budget, min_segments=o["c"], tau=o["tau"], density_share=o["d"],
+                   anchor_stride=o["p"], anchor_weight=o["beta"], knn_k=o["k"])
 
 
 METHOD = Method(
@@ -152,4 +178,9 @@ METHOD = Method(
     "Shen et al., FastVID: Dynamic Density Pruning for Fast Video Large Language Models, NeurIPS 2025 (arXiv 2503.11187)",
     "dynamic temporal segmentation by frame similarity; per segment attention-selected + density-peak anchors",
     stage1=_stage1,
+    options={"c": FASTVID_MIN_SEGMENTS, "tau": FASTVID_TAU, "d": FASTVID_DENSITY_SHARE, "p": FASTVID_ANCHOR_STRIDE,
+             "beta": FASTVID_ANCHOR_WEIGHT, "k": FASTVID_KNN},
+    option_ranges={"c": (1, math.inf), "tau": (-1.0, 1.0), "d": (0.0, 1.0), "p": (1, math.inf), "beta": (0.0, 1.0),
+                   "k": (1, math.inf)},
+    positions="original",
 )

@@ -1,5 +1,5 @@
 """`holitom`: HoliTom (Shao et al., "HoliTom: Holistic Token Merging for Fast Video Large Language
-Models", NeurIPS 2025), with the paper's defaults.
+Models", NeurIPS 2025), with the official code's defaults (cokeshao/HoliTom, `holitom/`).
 
 Outer-LLM (stage 1):
   temporal merging: a token is static across frames s..e when the cosine between each pair of
@@ -8,30 +8,44 @@ Outer-LLM (stage 1):
       whole video (a segment of L frames removes (L - 1) x its static positions); each static
       position of a segment becomes one "tube", the mean of its L tokens, at its first frame.
   spatial merging: the budget is spread over what is left in proportion to group size (as
-      HoliTom rescales its retention ratio); per segment its tubes are clustered by DPC-kNN
-      into their share (cluster mean at the centre's position), per frame its other ("dynamic")
-      tokens keep their share by encoder attention (the paper's D = 0: all dominant).
+      HoliTom rescales its retention ratio); per segment its tubes are clustered into their
+      share by density peaks (`density_peaks`, k nearest counting the tube itself, capped at the
+      cluster count), every other tube joins its nearest centre, and a centre with members
+      becomes beta x centre + (1 - beta) x the mean of its members, at the centre's position;
+      per frame its other ("dynamic") tokens keep their share by encoder attention (the
+      official D = 0: all dominant).
 Inner-LLM (stage 2): at layer K (the depth rule, 18 of 28) keep the 50% of visual tokens the
       last prompt token attends to most; every other one is merged into its most similar kept
       token (mean).
-Defaults: tau = 0.8, DPC-kNN k = 7, K = round(18/28 x layers), keep R = 50%. When the budget
-exceeds what temporal merging leaves (retention near 100%), the least static tubes are split
-back into their tokens until it fits, so the output is always exactly the budget.
+Official knobs (``STCConfig(options=...)``): tau = 0.65 at retention <= 10% and 0.80 above (the
+schedule of `scripts/eval_ov-7b_holitom.sh`), beta = 0.6, k = 7. Positions: contiguous. When the
+budget exceeds what temporal merging leaves (retention near 100%), the least static tubes are
+split back into their tokens until it fits, so the output is always exactly the budget.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from ..arith import default_inner_layer
-from ..compress import Compressed, dpc_knn
+from ..compress import Compressed
 from ..merge import merge_into_kept
-from ._common import apportion, assemble, ranks_within_rows
+from ._common import apportion, assemble, density_peaks, group_mean, ranks_within_rows
 from .base import Method
 
-HOLITOM_TAU = 0.8
+HOLITOM_TAU = 0.8  # the official tau at 15-25% retention
+HOLITOM_LOW_TAU = 0.65  # ... and at its lowest published retention, 10%
+HOLITOM_BETA = 0.6  # weight of a cluster's centre against the mean of its other members
+HOLITOM_K = 7  # nearest neighbours of the density, the token itself included
+
+
+def tau_for(retention: float) -> float:
+    """The official tau schedule (scripts/eval_ov-7b_holitom.sh): 0.65 at 10% retention, 0.80 at
+    15%, 20% and 25%; below 10% the lowest retention's value, between 10% and 15% the next one's."""
+    return HOLITOM_LOW_TAU if retention <= 0.10 else HOLITOM_TAU
 
 
 @dataclass(frozen=True)
@@ -95,12 +109,19 @@ def static_windows(features: torch.Tensor, tau: float = HOLITOM_TAU) -> tuple[Se
 
 @torch.no_grad()
 def holitom_outer(
-    features: torch.Tensor, scores: torch.Tensor, budget: int, *, tau: float = HOLITOM_TAU, knn_k: int = 7
+    features: torch.Tensor,
+    scores: torch.Tensor,
+    budget: int,
+    *,
+    tau: float = HOLITOM_TAU,
+    beta: float = HOLITOM_BETA,
+    k: int = HOLITOM_K,
 ) -> Compressed:
     """HoliTom's outer-LLM merging to exactly ``budget`` tokens.
 
     features: [S, N, D]; scores: [S, N] encoder attention. Static tubes sit at their segment's
-    first frame; a refilled/merged token is the mean of all the input tokens it stands for.
+    first frame; a cluster of tubes is beta x its centre tube's mean + (1 - beta) x the mean of
+    its other tubes' tokens (the centre tube's mean alone when it has none).
     """
     s, n, d = features.shape
     device = features.device
@@ -145,21 +166,38 @@ def holitom_outer(
     assignment[sources[0]] = torch.arange(sources[0].numel(), device=device)
     next_slot = sources[0].numel()
 
-    # Static tubes: DPC-kNN over each segment's tube means.
+    # Static tubes: density peaks over each segment's tube means; the others join the nearest.
+    in_centre = torch.zeros(s * n, dtype=torch.bool, device=device)  # tokens of centre tubes
     for g, ((a, e), c) in enumerate(zip(segments.bounds, tube_counts)):
         if c == 0:
             continue
         tube_pos = pos_of_tube[seg_of_tube == g]
         tube_tokens = positions[a : e + 1, tube_pos]  # [L, m] flat indices
-        centres, labels = dpc_knn(features[a : e + 1, tube_pos].float().mean(dim=0), c, knn_k)
+        centres, dist = density_peaks(features[a : e + 1, tube_pos].float().mean(dim=0), c, min(k, c))
+        centres = torch.sort(centres).values  # nearest-centre ties go to the earlier one, as there
+        labels = dist[:, centres].argmin(dim=1)
+        labels[centres] = torch.arange(c, device=device)
         assignment[tube_tokens] = (next_slot + labels)[None, :].expand_as(tube_tokens)
+        in_centre[tube_tokens[:, centres]] = True
         sources.append(positions[a, tube_pos[centres]])
         next_slot += c
-    return assemble(flat, torch.cat(sources), assignment)
+    out = assemble(flat, torch.cat(sources), assignment)
+
+    # beta x centre + (1 - beta) x mean of the other members (HoliTom's merge; its plain mean
+    # only under an env flag the evaluation scripts do not set).
+    if bool(in_centre.any()):
+        centre_slot = torch.where(in_centre, out.assignment, -1)
+        other_slot = torch.where(in_centre | (out.assignment < 0), -1, out.assignment)
+        centre_mean, centre_count = group_mean(flat, centre_slot, out.budget)
+        other_mean, other_count = group_mean(flat, other_slot, out.budget)
+        blend = (centre_count > 0) & (other_count > 0)
+        out.tokens[blend] = (beta * centre_mean[blend] + (1.0 - beta) * other_mean[blend]).to(out.tokens.dtype)
+    return out
 
 
 def _stage1(features, scores, budget, *, grid, config) -> Compressed:
-    return holitom_outer(features, scores, budget, knn_k=config.knn_k)
+    opts = METHOD.resolve_options(config)
+    return holitom_outer(features, scores, budget, tau=opts["tau"], beta=opts["beta"], k=opts["k"])
 
 
 def _inner(config):
@@ -172,6 +210,11 @@ METHOD = Method(
     "global temporal merging of static tokens + per-segment DPC-kNN / per-frame attention; merging at layer K",
     stage1=_stage1,
     inner=_inner,
+    inner_attention="previous",  # layer K-1's attention, as the official code reads it
     default_layer=default_inner_layer,
-    uses=("retention", "knn_k", "inner_layer", "inner_keep"),
+    uses=("retention", "inner_layer", "inner_keep"),
+    options={"tau": HOLITOM_TAU, "beta": HOLITOM_BETA, "k": HOLITOM_K},
+    option_ranges={"tau": (0.0, 1.0), "beta": (0.0, 1.0), "k": (1, math.inf)},
+    retention_defaults=lambda retention: {"tau": tau_for(retention)},
+    positions="contiguous",
 )

@@ -43,7 +43,7 @@ from ..results import (
 )
 from ..video import Video, load_video
 from .family import MAX_QUESTION_CHARS, ZERO_WIDTH_SPACE, FamilyAdapter, PromptInputs, check_question
-from .inner import InnerPlan, InnerPruning
+from .inner import InnerPlan, InnerPruning, attention_layer_for
 from .measure import PeakMemory, StopWhen, Timer, is_out_of_memory
 
 # Also re-exported from here (their earlier home): the result types and the family interface.
@@ -201,18 +201,21 @@ class VideoLLM:
         kept = method.compress(encoded.features, encoded.scores, counts.stage1, grid=encoded.grid, config=config)
         self._sync()
         compress_seconds = time.perf_counter() - t0 if method.stage1 is not None else 0.0
-        inputs = self.adapter.prompt_inputs(question, encoded, kept)
+        rule = config.position_rule if config is not None else "original"
+        inputs = self.adapter.prompt_inputs(question, encoded, kept, positions=rule)
         pruning = None
         n_stage1, keep_count = kept.tokens.shape[0], counts.after_layer
         if keep_count < n_stage1:
+            layer = method.layer(config, self.num_layers)
             plan = InnerPlan(
-                layer=method.layer(config, self.num_layers),
+                layer=layer,
                 visual_start=inputs.visual_start,
                 visual_end=inputs.visual_end,
                 text_start=inputs.text_start,
                 prompt_len=inputs.prompt_len,
                 keep_count=keep_count,
                 strategy=method.inner(config),
+                attention_layer=attention_layer_for(layer, method.inner_attention),
             )
             pruning = InnerPruning(self.adapter.decoder_layers(), plan)
         return Prepared(encoded, cached, kept, inputs, compress_seconds, pruning)

@@ -68,7 +68,10 @@ class FamilyAdapter:
     def encode(self, video: Video) -> Encoded:
         raise NotImplementedError
 
-    def prompt_inputs(self, question: str, encoded: Encoded, kept: Compressed) -> PromptInputs:
+    def prompt_inputs(self, question: str, encoded: Encoded, kept: Compressed,
+                      positions: str = "original") -> PromptInputs:
+        """The prompt with exactly ``kept``'s visual tokens; ``positions``: "original" (each kept
+        token at its uncompressed position) or "contiguous" (the sequence renumbered)."""
         raise NotImplementedError
 
     def decoder_layers(self) -> torch.nn.ModuleList:

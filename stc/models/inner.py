@@ -1,13 +1,16 @@
 """Shortening the visual span inside the LLM at decoder layer K (stc stage 2, FastV, HoliTom).
 
 A reversible, per-instance patch made of forward pre-hooks on the decoder layers; no forward is
-copied. During prefill the hook on layer K recomputes, from that layer's q/k, the attention of
-the prompt's text rows to the visual tokens, asks a strategy which visual tokens to keep (and
-what they become), and hands layer K a shorter sequence. Because the decoder computed rotary
-cos/sin and the mask once at full length, every layer >= K gets them sliced with the same index,
-so kept tokens keep their original positions. Layers >= K then cache fewer keys and values,
-which is what makes decoding cheaper too. Decoding steps pass through untouched (the mask, when
-the attention backend needs one, loses the pruned key columns).
+copied. During prefill the hook on layer K shows a strategy the attention of the prompt's text
+rows to the visual tokens, asks it which visual tokens to keep (and what they become), and hands
+layer K a shorter sequence. That attention is recomputed from one layer's own normed input, q/k
+and rotary embedding: layer K's (stc's stage 2) or, for methods whose official code reads the
+previous layer's weights (FastV, HoliTom), layer K-1's, recorded by a pre-hook on layer K-1 in
+the same prefill (at K = 0, layer 0's own). Because the decoder computed rotary cos/sin and the
+mask once at full length, every layer >= K gets them sliced with the same index, so kept tokens
+keep their original positions. Layers >= K then cache fewer keys and values, which is what makes
+decoding cheaper too. Decoding steps pass through untouched (the mask, when the attention
+backend needs one, loses the pruned key columns; layer K-1's hook records nothing).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ class InnerContext:
 
     visual:    [Nv, D] hidden states of the visual tokens at the input of layer K.
     text:      [Nt, D] hidden states of the text rows (prompt tokens after the video).
-    text_attn: [Nt, Nv] attention of the text rows to the visual tokens, heads averaged.
-    last_attn: [Nv] attention of the last prompt token to the visual tokens, heads averaged.
+    text_attn: [Nt, Nv] attention of the text rows to the visual tokens, heads averaged, computed
+               in layer ``plan.attention_layer`` (K, or K-1; see `InnerPlan`).
+    last_attn: [Nv] the last prompt token's row of ``text_attn``.
     keep_count: how many visual tokens the strategy must keep.
     """
 
@@ -42,11 +46,28 @@ class InnerContext:
 
 Strategy = Callable[[InnerContext], Merged]
 
+# Which layer's attention a layer-K strategy sees: layer K's own ("same", stc's stage 2, as the
+# paper does) or the attention computed inside layer K-1 ("previous", as FastV's and HoliTom's
+# official code read it from the previous layer's output weights).
+INNER_ATTENTION = ("same", "previous")
+
+
+def attention_layer_for(layer: int, inner_attention: str) -> int:
+    """The decoder layer whose attention a strategy at ``layer`` sees.
+
+    "previous" at K = 0 has no layer K-1: it falls back to layer 0's own attention."""
+    if inner_attention not in INNER_ATTENTION:
+        raise ValueError(f"inner_attention must be one of {INNER_ATTENTION}, got {inner_attention!r}")
+    return max(layer - 1, 0) if inner_attention == "previous" else layer
+
 
 @dataclass(frozen=True)
 class InnerPlan:
     """Where and how much to shorten: layer K, the visual span [start, end) of the prompt,
-    the first text row, the prompt length, and the number of visual tokens to keep."""
+    the first text row, the prompt length, and the number of visual tokens to keep.
+
+    attention_layer: the layer whose attention the strategy sees, K or K-1 (None: K); see
+    `attention_layer_for`."""
 
     layer: int
     visual_start: int
@@ -55,6 +76,11 @@ class InnerPlan:
     prompt_len: int
     keep_count: int
     strategy: Strategy
+    attention_layer: int | None = None
+
+    @property
+    def source_layer(self) -> int:
+        return self.layer if self.attention_layer is None else self.attention_layer
 
 
 class InnerPruning:
@@ -70,10 +96,13 @@ class InnerPruning:
     def __init__(self, layers: nn.ModuleList, plan: InnerPlan):
         if not 0 <= plan.layer < len(layers):
             raise ValueError(f"inner_layer must be in [0, {len(layers) - 1}] for this model, got {plan.layer}")
+        if plan.source_layer not in (plan.layer - 1, plan.layer):
+            raise ValueError(f"attention_layer must be layer K or K-1 (K = {plan.layer}), got {plan.attention_layer}")
         self.layers = layers
         self.plan = plan
         self.keep: torch.Tensor | None = None
         self.merged: Merged | None = None
+        self._attention: torch.Tensor | None = None  # [Nt, Nv], recorded by layer K-1 this prefill
         self._handles: list = []
         self._depth = 0
 
@@ -85,7 +114,11 @@ class InnerPruning:
         self._depth += 1
         if self._depth == 1:
             self.keep, self.merged = None, None  # a new prefill, not a decoding step of the last one
+            self._attention = None
             k = self.plan.layer
+            if self.plan.source_layer != k:
+                source = self.layers[self.plan.source_layer]
+                self._handles.append(source.register_forward_pre_hook(self._record, with_kwargs=True))
             self._handles.append(self.layers[k].register_forward_pre_hook(self._prune, with_kwargs=True))
             for layer in self.layers[k + 1 :]:
                 self._handles.append(layer.register_forward_pre_hook(self._follow, with_kwargs=True))
@@ -108,11 +141,10 @@ class InnerPruning:
     def _hidden(args, kwargs) -> torch.Tensor:
         return args[0] if args else kwargs["hidden_states"]
 
-    def _prune(self, layer: nn.Module, args, kwargs):
-        hidden = self._hidden(args, kwargs)
+    def _text_attention(self, layer: nn.Module, hidden: torch.Tensor, kwargs) -> torch.Tensor:
+        """[Nt, Nv] attention of the text rows to the visual span inside ``layer`` (heads
+        averaged), recomputed from the layer's own normed input, q/k and rotary embedding."""
         p = self.plan
-        if self.keep is not None or hidden.shape[1] != p.prompt_len:
-            return self._follow(layer, args, kwargs)  # a decoding step
         if hidden.shape[0] != 1:
             raise ValueError("stc compresses one video prompt at a time (batch size 1)")
         attn = layer.self_attn
@@ -125,7 +157,25 @@ class InnerPruning:
         k = attn.k_proj(normed).view(1, p.prompt_len, -1, attn.head_dim).transpose(1, 2)
         k = apply_rope(k, cos, sin)
         probs = causal_attention_rows(q[0], k[0], rows, attn.scaling).mean(dim=0)  # [Nt, L]
-        visual_cols = probs[:, p.visual_start : p.visual_end]
+        return probs[:, p.visual_start : p.visual_end]
+
+    def _record(self, layer: nn.Module, args, kwargs):
+        """Layer K-1, prefill only: keep its attention for layer K's strategy; change nothing."""
+        hidden = self._hidden(args, kwargs)
+        if self.keep is None and hidden.shape[1] == self.plan.prompt_len:
+            self._attention = self._text_attention(layer, hidden, kwargs)
+
+    def _prune(self, layer: nn.Module, args, kwargs):
+        hidden = self._hidden(args, kwargs)
+        p = self.plan
+        if self.keep is not None or hidden.shape[1] != p.prompt_len:
+            return self._follow(layer, args, kwargs)  # a decoding step
+        if p.source_layer == p.layer:
+            visual_cols = self._text_attention(layer, hidden, kwargs)
+        elif self._attention is None:
+            raise RuntimeError(f"layer {p.source_layer} did not run before layer {p.layer} in this prefill")
+        else:
+            visual_cols, self._attention = self._attention, None
         ctx = InnerContext(
             visual=hidden[0, p.visual_start : p.visual_end],
             text=hidden[0, p.text_start :],

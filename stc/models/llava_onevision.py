@@ -93,7 +93,8 @@ class LlavaOnevisionAdapter(FamilyAdapter):
             aux={"timestamps": video.timestamps},
         )
 
-    def prompt_inputs(self, question: str, encoded: Encoded, kept: Compressed) -> PromptInputs:
+    def prompt_inputs(self, question: str, encoded: Encoded, kept: Compressed,
+                      positions: str = "original") -> PromptInputs:
         ids_before, ids_after = self.prompt_ids(question)
         device = self.model.device
         n_kept = kept.tokens.shape[0]
@@ -101,13 +102,16 @@ class LlavaOnevisionAdapter(FamilyAdapter):
         s, total = len(ids_before), encoded.num_tokens
         video_id = self.model.config.video_token_id
         input_ids = torch.tensor([ids_before + [video_id] * (n_kept + n_extra) + ids_after], device=device)
-        positions = torch.cat(
-            [
-                torch.arange(s, device=device),
-                s + kept.source.to(device),
-                torch.arange(s + total, s + total + n_extra + len(ids_after), device=device),
-            ]
-        )[None]
+        if positions == "contiguous":  # the compressed sequence renumbered, as LLaVA's own code does
+            positions = torch.arange(input_ids.shape[1], device=device)[None]
+        else:
+            positions = torch.cat(
+                [
+                    torch.arange(s, device=device),
+                    s + kept.source.to(device),
+                    torch.arange(s + total, s + total + n_extra + len(ids_after), device=device),
+                ]
+            )[None]
         features = kept.tokens if encoded.extra is None else torch.cat([kept.tokens, encoded.extra])
         generate_kwargs = dict(
             input_ids=input_ids,

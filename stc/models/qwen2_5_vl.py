@@ -160,7 +160,8 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
         )
         return positions[:, 0]
 
-    def prompt_inputs(self, question: str, encoded: Encoded, kept: Compressed) -> PromptInputs:
+    def prompt_inputs(self, question: str, encoded: Encoded, kept: Compressed,
+                      positions: str = "original") -> PromptInputs:
         # before ends with <|vision_start|>, after starts with <|vision_end|>
         ids_before, ids_after = self.prompt_ids(question)
         device = self.model.device
@@ -176,7 +177,10 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
         input_ids = torch.tensor([ids_before + [self.model.config.video_token_id] * n_kept + ids_after], device=device)
         length = input_ids.shape[1]
         # row 0 feeds only the causal mask (and flash attention's packing check): contiguous
-        position_ids = torch.cat([torch.arange(length, device=device)[None], full[:, keep]])[:, None]  # [4, 1, L]
+        rows = full[:, keep]
+        if positions == "contiguous":  # the compressed sequence renumbered as one 1D sequence on t, h, w
+            rows = torch.arange(length, device=device).expand(3, -1)
+        position_ids = torch.cat([torch.arange(length, device=device)[None], rows])[:, None]  # [4, 1, L]
         generate_kwargs = dict(
             input_ids=input_ids,
             attention_mask=torch.ones_like(input_ids),
