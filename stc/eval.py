@@ -74,6 +74,7 @@ class Item:
 
     options: the options' texts without their labels; option i is letter LETTERS[i].
     answer: the correct letter. style: the prompt style, None = the run's default.
+    kind: the question's type (the manifest's optional "type"), reported separately.
     """
 
     id: str
@@ -83,6 +84,7 @@ class Item:
     answer: str
     line: int
     style: str | None = None
+    kind: str | None = None
 
     @property
     def letters(self) -> str:
@@ -210,10 +212,14 @@ def _item(line: str, number: int, where: str, base: Path) -> Item:
     style = row.get("prompt")
     if style is not None and style not in PROMPT_STYLES:
         raise ManifestError(f"{where}: 'prompt' must be one of {', '.join(PROMPT_STYLES)}, got {style!r}")
+    kind = row.get("type")
+    if kind is not None and (not isinstance(kind, str) or not kind.strip()):
+        raise ManifestError(f"{where}: 'type' must be a non-empty string, got {kind!r}")
     video_path = Path(video).expanduser()
     if not video_path.is_absolute():
         video_path = base / video_path
-    return Item(str(raw_id), video_path, question.strip(), tuple(options), answer, number, style)
+    return Item(str(raw_id), video_path, question.strip(), tuple(options), answer, number, style,
+                kind.strip() if kind else None)
 
 
 # -- prompts -------------------------------------------------------------------------------------
@@ -492,6 +498,7 @@ def _base_record(item: Item, cell: Cell, style: str) -> dict:
         "video": str(item.video),
         "prompt": style,
         "answer": item.answer,
+        "type": item.kind,
     }
 
 
@@ -630,8 +637,17 @@ def summarize(records: Iterable[dict]) -> list[dict]:
             "flops_pct_of_baseline": 100 * flops / flops_base if flops is not None and flops_base else None,
             "prefill_s": _mean([r["prefill_seconds"] for r in ok]),
             "seconds": _mean([r["seconds"] for r in ok]),
+            "by_type": {
+                kind: 100 * sum(bool(r["correct"]) for r in group) / len(group)
+                for kind in sorted({r.get("type") for r in ok if r.get("type")})
+                for group in [[r for r in ok if r.get("type") == kind]]
+            },
         })
     return rows
+
+
+def _types(rows: list[dict]) -> list[str]:
+    return sorted({kind for r in rows for kind in r.get("by_type", {})})
 
 
 def _fmt(value, spec: str) -> str:
@@ -643,6 +659,8 @@ def markdown_table(rows: list[dict]) -> str:
         "| method | retention | items | errors | unparsed | accuracy (%) | % of baseline | visual tokens (in LLM -> after K) "
         "| FLOPs (T) | FLOPs % of baseline | prefill (s) | s / answer |"
     )
+    types = _types(rows)  # accuracy per question type, when the manifest gives types
+    head += "".join(f" {kind} (%) |" for kind in types)
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         tokens = _fmt(r["visual_tokens"], ".0f")
@@ -653,16 +671,21 @@ def markdown_table(rows: list[dict]) -> str:
             f"| {_fmt(r['accuracy'], '.1f')} | {_fmt(r['pct_of_baseline'], '.1f')} | {tokens} "
             f"| {_fmt(r['flops_T'], '.3g')} | {_fmt(r['flops_pct_of_baseline'], '.1f')} "
             f"| {_fmt(r['prefill_s'], '.4f')} | {_fmt(r['seconds'], '.2f')} |"
+            + "".join(f" {_fmt(r.get('by_type', {}).get(kind), '.1f')} |" for kind in types)
         )
     return "\n".join(lines)
 
 
 def csv_table(rows: list[dict]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    types = _types(rows)
+    writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_COLUMNS) + [f"accuracy_{kind}" for kind in types],
+                            lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: ("" if r[k] is None else r[k]) for k in SUMMARY_COLUMNS})
+        row = {k: ("" if r[k] is None else r[k]) for k in SUMMARY_COLUMNS}
+        row.update({f"accuracy_{kind}": r.get("by_type", {}).get(kind, "") for kind in types})
+        writer.writerow(row)
     return buf.getvalue()
 
 

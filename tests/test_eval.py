@@ -15,6 +15,7 @@ from stc.eval import (
     Cell,
     ManifestError,
     build_prompt,
+    csv_table,
     grid,
     load_manifest,
     main,
@@ -280,6 +281,24 @@ def test_summary_compares_with_the_baseline_on_the_same_items():
     assert cell["pct_of_baseline"] == pytest.approx(50)
     assert cell["flops_T"] == pytest.approx(1) and cell["flops_pct_of_baseline"] == pytest.approx(25)
     assert "| stc | 2% | 3 | 1 | 1 | 33.3 | 50.0 | 10 -> 5 | 1 | 25.0 |" in markdown_table([base, cell])
+
+
+
+def test_summary_reports_accuracy_per_question_type():
+    def rec(item, method, correct, kind):
+        return {"item": item, "method": method, "retention": 1.0 if method == "none" else 0.02, "correct": correct,
+                "parsed": "A", "visual_tokens": 10, "flops": 1e12, "flops_baseline": 1e12, "prefill_seconds": 0.1,
+                "visual_tokens_after_k": 10, "seconds": 1.0, "error": None, "type": kind}
+
+    records = [rec("1", "none", True, "colour"), rec("2", "none", False, "colour"), rec("3", "none", True, "count"),
+               rec("1", "stc", True, "colour"), rec("2", "stc", True, "colour"), rec("3", "stc", False, "count")]
+    base, cell = summarize(records)
+    assert base["by_type"] == {"colour": 50.0, "count": 100.0} and cell["by_type"] == {"colour": 100.0, "count": 0.0}
+    table = markdown_table([base, cell])
+    assert table.splitlines()[0].endswith("| colour (%) | count (%) |") and table.splitlines()[3].endswith("| 100.0 | 0.0 |")
+    assert csv_table([base, cell]).splitlines()[0].endswith("accuracy_colour,accuracy_count")
+    # without types, the table is the same as before
+    assert "(%) |" not in markdown_table(summarize([{**r, "type": None} for r in records])).splitlines()[0].split("s / answer")[1]
 
 
 # -- the command line ------------------------------------------------------------------------------
