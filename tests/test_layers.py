@@ -29,6 +29,7 @@ LAYERS = {
     "stc.eval": 5,
     "stc.lmms_plugin": 5,
     "stc.demo": 5,
+    "stc.toy": 6,  # synthetic video QA and the toy model's trainer (asks as stc.eval asks)
 }
 LIGHT = ["stc", "stc.arith", "stc.results", "stc.compress", "stc.merge", "stc.methods", "stc.config", "stc.flops",
          "stc.video", "stc.viz"]
