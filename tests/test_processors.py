@@ -160,3 +160,20 @@ def test_a_saved_checkpoint_loads_and_answers_as_the_original(tmp_path, llm, vid
     b = loaded.answer(video, "What is shown?", config=config, max_new_tokens=4)
     assert a.text == b.text and a.stats.visual_tokens_stage1 == b.stats.visual_tokens_stage1
     assert np.array_equal(a.provenance.status, b.provenance.status)
+
+
+def test_a_checkpoint_that_samples_frames_itself_still_gets_stcs_frames(tmp_path, llm, video):
+    """Newer checkpoints turn the video processor's own frame sampling on; stc samples the
+    frames (load_video) and the adapter must not let the processor sample them again."""
+    import json
+
+    llm.model.save_pretrained(tmp_path)
+    llm.processor.save_pretrained(tmp_path)
+    path = tmp_path / "processor_config.json"
+    config = json.loads(path.read_text())
+    config["video_processor"]["do_sample_frames"] = True
+    path.write_text(json.dumps(config))
+    loaded = stc.load(str(tmp_path), device="cpu")
+    assert loaded.processor.video_processor.do_sample_frames
+    answer = loaded.answer(video, "What is shown?", max_new_tokens=2)
+    assert answer.stats.visual_tokens == video.num_frames * 196

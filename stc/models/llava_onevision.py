@@ -51,7 +51,10 @@ class LlavaOnevisionAdapter(FamilyAdapter):
     @torch.no_grad()
     def encode(self, video: Video) -> Encoded:
         model, config = self.model, self.model.config
-        pixels = self.processor.video_processor(videos=[video.frames], return_tensors="pt")["pixel_values_videos"]
+        # The frames are already sampled (a checkpoint's config may turn the processor's own
+        # sampling on: it must not sample again).
+        pixels = self.processor.video_processor(videos=[video.frames], do_sample_frames=False,
+                                                return_tensors="pt")["pixel_values_videos"]
         pixels = pixels.to(model.device, model.dtype)
         received: list[torch.Tensor] = []
 

@@ -440,7 +440,7 @@ def build_processor(processor_cls: type, *, video_processor, **parts):
 # The keys of a checkpoint's video preprocessing config that the stand-ins take.
 _VIDEO_KEYS = ("image_mean", "image_std", "size", "patch_size", "temporal_patch_size", "merge_size",
                "min_pixels", "max_pixels", "resample", "rescale_factor", "do_rescale", "do_normalize",
-               "do_resize", "do_convert_rgb")
+               "do_resize", "do_convert_rgb", "do_sample_frames")
 _warned: set[str] = set()
 
 
