@@ -29,7 +29,7 @@ __all__ = ["POSITIONS", "FrozenOptions", "Method", "Stage1", "TokenCounts", "che
            "register", "stage1_then_keep"]
 
 
-def _stc_stage1(features, scores, budget, *, grid, config):
+def _stc_stage1(features, scores, budget, *, grid, config, options):
     return compress_tokens(
         features, scores, budget, tau=config.tau, cluster_ratio=config.cluster_ratio, knn_k=config.knn_k
     )

@@ -23,8 +23,9 @@ from ..results import Compressed
 if TYPE_CHECKING:
     from ..config import STCConfig
 
-# A stage-1 function: (features [S, N, D], scores [S, N], budget, *, grid (gh, gw), config)
-# -> Compressed with exactly `budget` tokens in original order; 1 <= budget < S*N.
+# A stage-1 function: (features [S, N, D], scores [S, N], budget, *, grid (gh, gw), config,
+# options) -> Compressed with exactly `budget` tokens in original order; 1 <= budget < S*N.
+# ``options`` is the method's own knobs, resolved once by `Method.compress`.
 Stage1 = Callable[..., Compressed]
 
 
@@ -155,13 +156,6 @@ class Method:
     def counts(self, config: "STCConfig", total: int) -> TokenCounts:
         return self.counts_rule(self, config, total)
 
-    def stage1_budget(self, config: "STCConfig", total: int) -> int:
-        return self.counts(config, total).stage1
-
-    def inner_keep_count(self, config: "STCConfig", total: int, n_stage1: int | None = None) -> int:
-        """Visual tokens left after layer K (== the stage-1 count when nothing happens inside)."""
-        return self.counts(config, total).after_layer
-
     def layer(self, config: "STCConfig", num_layers: int) -> int:
         if config.inner_layer is not None:
             return config.inner_layer
@@ -175,4 +169,4 @@ class Method:
         s, n, _ = check_stage1_inputs(features, scores, budget)
         if self.stage1 is None or budget == s * n:
             return identity(features)
-        return self.stage1(features, scores, budget, grid=grid, config=config)
+        return self.stage1(features, scores, budget, grid=grid, config=config, options=self.resolve_options(config))

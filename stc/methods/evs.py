@@ -72,7 +72,7 @@ def evs(features: torch.Tensor, scores: torch.Tensor, budget: int, *, grid: tupl
     return assemble(features.reshape(s * n, d), keep, assignment)
 
 
-def _stage1(features, scores, budget, *, grid, config) -> Compressed:
+def _stage1(features, scores, budget, *, grid, config, options) -> Compressed:
     return evs(features, scores, budget, grid=grid)
 
 

@@ -167,10 +167,10 @@ def fastvid(
     return out
 
 
-def _stage1(features, scores, budget, *, grid, config) -> Compressed:
-    o = METHOD.resolve_options(config)
-    return fastvid(features, scores, budget, min_segments=o["c"], tau=o["tau"], density_share=o["d"],
-                   anchor_stride=o["p"], anchor_weight=o["beta"], knn_k=o["k"])
+def _stage1(features, scores, budget, *, grid, config, options) -> Compressed:
+    return fastvid(features, scores, budget, min_segments=options["c"], tau=options["tau"],
+                   density_share=options["d"], anchor_stride=options["p"], anchor_weight=options["beta"],
+                   knn_k=options["k"])
 
 
 METHOD = Method(

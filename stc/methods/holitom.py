@@ -195,9 +195,8 @@ def holitom_outer(
     return out
 
 
-def _stage1(features, scores, budget, *, grid, config) -> Compressed:
-    opts = METHOD.resolve_options(config)
-    return holitom_outer(features, scores, budget, tau=opts["tau"], beta=opts["beta"], k=opts["k"])
+def _stage1(features, scores, budget, *, grid, config, options) -> Compressed:
+    return holitom_outer(features, scores, budget, tau=options["tau"], beta=options["beta"], k=options["k"])
 
 
 def _inner(config):

@@ -30,7 +30,7 @@ def random_tokens(features: torch.Tensor, scores: torch.Tensor, budget: int, *, 
     return assemble(features.reshape(s * n, d), keep, assignment)
 
 
-def _stage1(features, scores, budget, *, grid, config) -> Compressed:
+def _stage1(features, scores, budget, *, grid, config, options) -> Compressed:
     return random_tokens(features, scores, budget)
 
 

@@ -71,7 +71,7 @@ def uniform_pooling(features: torch.Tensor, scores: torch.Tensor, budget: int, *
     return assemble(features.reshape(s * n, d), source, assignment)
 
 
-def _stage1(features, scores, budget, *, grid, config) -> Compressed:
+def _stage1(features, scores, budget, *, grid, config, options) -> Compressed:
     return uniform_pooling(features, scores, budget, grid=grid)
 
 

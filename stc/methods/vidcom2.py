@@ -127,8 +127,7 @@ def vidcom2(
     return assemble(features.reshape(s * n, d), source, assignment)
 
 
-def _stage1(features, scores, budget, *, grid, config) -> Compressed:
-    options = METHOD.resolve_options(config)
+def _stage1(features, scores, budget, *, grid, config, options) -> Compressed:
     return vidcom2(
         features,
         scores,

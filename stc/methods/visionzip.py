@@ -81,8 +81,8 @@ def visionzip(
     return out
 
 
-def _stage1(features, scores, budget, *, grid, config) -> Compressed:
-    return visionzip(features, scores, budget, dominant_ratio=METHOD.resolve_options(config)["dominant_ratio"])
+def _stage1(features, scores, budget, *, grid, config, options) -> Compressed:
+    return visionzip(features, scores, budget, dominant_ratio=options["dominant_ratio"])
 
 
 METHOD = Method(
