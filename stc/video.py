@@ -22,6 +22,7 @@ import numbers
 import os
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -213,7 +214,7 @@ class Video:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Probe:
     """What PyAV's header parse (and, where the header falls short, a packet count) says about
     the first video stream."""
@@ -336,6 +337,21 @@ def _probe(stream, container, path: str) -> _Probe:
         width, height = _first_frame_size(path)
     return _Probe(fps=fps, duration=duration, declared_frames=declared, start=start, width=width, height=height,
                   counted=counted, timed=timed)
+
+
+def _header(path: str) -> _Probe:
+    """`_probe` of the file at ``path``, remembered while the file is unchanged: an app checks a
+    video's header (`probe`) and then loads it, and a header-less file's packet count (up to
+    5 s) should be paid once, not twice."""
+    stat = os.stat(path)
+    return _remembered_header(path, stat.st_size, stat.st_mtime_ns, _LENGTH_SCAN_SECONDS)
+
+
+@lru_cache(maxsize=64)
+def _remembered_header(path: str, size: int, mtime_ns: int, scan_seconds: float) -> _Probe:
+    # scan_seconds: part of the key, so a changed scan bound measures again
+    with _open(path) as container:
+        return _probe(_video_stream(container, path), container, path)
 
 
 def _working_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
@@ -567,8 +583,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     parses but whose frames are corrupt passes here and fails in `load_video`.
     """
     path = _check_file(path)
-    with _open(path) as container:
-        header = _probe(_video_stream(container, path), container, path)
+    header = _header(path)
     return VideoInfo(
         duration=header.duration,
         fps=header.fps,
@@ -608,8 +623,7 @@ def load_video(
         raise ValueError("backend='decord' asked for, but decord is not installed")
     path = _check_file(path)
     # Header checks by PyAV for every backend, so errors read the same whichever decodes.
-    with _open(path) as container:
-        probe = _probe(_video_stream(container, path), container, path)
+    probe = _header(path)
     # The budget, before any decoding (again in each reader once the frame count is exact).
     size = _working_size(probe.width, probe.height, max_side)
     _check_budget(path, probe, min(num_frames, probe.declared_frames or num_frames), size)

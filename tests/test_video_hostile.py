@@ -259,6 +259,25 @@ def test_headerless_two_hours_are_sampled_over_two_hours(headerless):
     assert live.num_frames == 5 and live.timestamps[-1] == pytest.approx(7199)
 
 
+def test_checking_then_loading_a_headerless_video_counts_its_packets_once(headerless, tmp_path, monkeypatch):
+    """What an app does (probe for its limits, then load) reads a header-less file's packets
+    once; a changed file is measured again."""
+    import shutil
+
+    counted = []
+    real = video_module._count_packets
+    monkeypatch.setattr(video_module, "_count_packets", lambda *a, **k: counted.append(1) or real(*a, **k))
+    path = tmp_path / "raw.mp4"
+    shutil.copy(headerless["raw"], path)
+    assert probe(path).duration == pytest.approx(7200, abs=1)
+    assert load_video(path, 4).duration == pytest.approx(7200, abs=1)
+    assert len(counted) == 1
+    with open(path, "ab") as f:  # the file changes: its header is read again
+        f.write(b"\0\0\0")
+    probe(path)
+    assert len(counted) == 2
+
+
 def test_a_length_that_cannot_be_measured_in_time_is_refused_then_serves(headerless, gradio_clip, monkeypatch):
     path = headerless["raw"]
     with monkeypatch.context() as patch:
