@@ -62,7 +62,7 @@ def test_load_processor_is_the_checkpoints_own_where_torchvision_works(name, che
     processor = load_processor(checkpoints[name], processor_class=processor_class, video_kind=kind)
     assert type(processor) is getattr(transformers, processor_class)
     assert not isinstance(processor.video_processor, stand_in_cls)
-    assert type(processor.video_processor).__name__ == processors._REAL_VIDEO[kind]
+    assert type(processor.video_processor).__name__ == stand_in_cls.stands_in_for
 
 
 @needs_torchvision
@@ -177,3 +177,46 @@ def test_a_checkpoint_that_samples_frames_itself_still_gets_stcs_frames(tmp_path
     assert loaded.processor.video_processor.do_sample_frames
     answer = loaded.answer(video, "What is shown?", max_new_tokens=2)
     assert answer.stats.visual_tokens == video.num_frames * 196
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_a_checkpoint_saved_with_the_stand_in_names_the_real_class(name, tmp_path):
+    """A folder saved where torchvision does not import must load where it does: it records
+    transformers' video processor, not stc's stand-in."""
+    import json
+
+    processor_class, kind, stand_in_cls = FAMILIES[name]
+    stand_in = stand_in_cls()
+    saved = accepting_stand_ins(getattr(transformers, processor_class), kind)(
+        image_processor=processors.image_processor(kind), tokenizer=tiny_processor(name).tokenizer,
+        video_processor=stand_in)
+    saved.save_pretrained(tmp_path)
+    recorded = json.loads((tmp_path / "processor_config.json").read_text())["video_processor"]
+    real = {"llava_onevision": "LlavaOnevisionVideoProcessor", "qwen2_vl": "Qwen2VLVideoProcessor"}[kind]
+    assert recorded["video_processor_type"] == real
+
+
+def test_a_checkpoint_in_the_hubs_older_file_layout_loads_and_answers_the_same(tmp_path, llm, video):
+    """llava-hf's checkpoints keep their processor in separate files (preprocessor_config.json,
+    video_preprocessor_config.json, a processor_config.json without the parts, chat_template.json):
+    the path a real checkpoint takes reads those, with or without torchvision."""
+    import json
+
+    llm.model.save_pretrained(tmp_path)
+    llm.processor.save_pretrained(tmp_path)
+    combined = json.loads((tmp_path / "processor_config.json").read_text())
+    image, video_cfg = combined.pop("image_processor"), combined.pop("video_processor")
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({**image, "processor_class": combined["processor_class"]}))
+    (tmp_path / "video_preprocessor_config.json").write_text(json.dumps(video_cfg))
+    (tmp_path / "processor_config.json").write_text(json.dumps(combined))
+    template = (tmp_path / "chat_template.jinja").read_text()
+    (tmp_path / "chat_template.jinja").unlink()
+    (tmp_path / "chat_template.json").write_text(json.dumps({"chat_template": template}))
+
+    loaded = stc.load(str(tmp_path), device="cpu")
+    assert loaded.processor.chat_template == llm.processor.chat_template
+    assert list(loaded.processor.video_processor.image_mean) == list(llm.processor.video_processor.image_mean)
+    config = stc.STCConfig(retention=0.05)
+    a = llm.answer(video, "What is shown?", config=config, max_new_tokens=4)
+    b = loaded.answer(video, "What is shown?", config=config, max_new_tokens=4)
+    assert a.text == b.text and np.array_equal(a.provenance.status, b.provenance.status)

@@ -77,9 +77,18 @@ class TorchVideoProcessor(VideoProcessorMixin):
     a [T, H, W, C] or [T, C, H, W] uint8 array/tensor, a list of such, or a list of frames.
     """
 
+    # The transformers class this stands in for: what a saved checkpoint records, so a folder
+    # saved where torchvision does not import loads with the real class where it does.
+    stands_in_for = ""
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._set_attributes(**kwargs)
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out["video_processor_type"] = self.stands_in_for
+        return out
 
     @property
     def backend(self) -> str:
@@ -159,6 +168,8 @@ class TorchLlavaOnevisionVideoProcessor(TorchVideoProcessor):
     Output `pixel_values_videos`: [num_videos, T, 3, 384, 384] float32 (with return_tensors="pt").
     """
 
+    stands_in_for = "LlavaOnevisionVideoProcessor"
+
     resample = PILImageResampling.BICUBIC
     image_mean = OPENAI_CLIP_MEAN
     image_std = OPENAI_CLIP_STD
@@ -222,6 +233,7 @@ class TorchQwen2VLVideoProcessor(TorchVideoProcessor):
     [num_videos, 3] = (T/2, H/14, W/14); a video yields t*h*w/4 placeholder tokens.
     """
 
+    stands_in_for = "Qwen2VLVideoProcessor"
     resample = PILImageResampling.BICUBIC
     size = {"shortest_edge": 128 * 28 * 28, "longest_edge": 28 * 28 * 768}
     image_mean = OPENAI_CLIP_MEAN
@@ -341,7 +353,6 @@ def torchvision_works() -> bool:
 
 
 _STAND_INS = {"llava_onevision": TorchLlavaOnevisionVideoProcessor, "qwen2_vl": TorchQwen2VLVideoProcessor}
-_REAL_VIDEO = {"llava_onevision": "LlavaOnevisionVideoProcessor", "qwen2_vl": "Qwen2VLVideoProcessor"}
 _IMAGE = {  # kind -> (torchvision backend, PIL backend)
     "llava_onevision": ("LlavaOnevisionImageProcessor", "LlavaOnevisionImageProcessorPil"),
     "qwen2_vl": ("Qwen2VLImageProcessor", "Qwen2VLImageProcessorPil"),
@@ -361,7 +372,7 @@ def video_processor(kind: str, **kwargs):
     override class defaults (e.g. image_mean for SigLIP checkpoints).
     """
     if torchvision_works():
-        return getattr(transformers, _REAL_VIDEO[_check_kind(kind)])(**kwargs)
+        return getattr(transformers, _STAND_INS[_check_kind(kind)].stands_in_for)(**kwargs)
     return _STAND_INS[_check_kind(kind)](**kwargs)
 
 
@@ -478,6 +489,6 @@ def load_processor(source: str, *, processor_class: str, video_kind: str, **hub_
         log.warning(
             "torchvision is not usable here: %s's video processor (%s) is replaced by stc's pure-torch %s "
             "(the same outputs)",
-            processor_class, _REAL_VIDEO[_check_kind(video_kind)], _STAND_INS[video_kind].__name__,
+            processor_class, _STAND_INS[_check_kind(video_kind)].stands_in_for, _STAND_INS[video_kind].__name__,
         )
     return accepting_stand_ins(getattr(transformers, processor_class), video_kind).from_pretrained(source, **hub_kwargs)
