@@ -10,7 +10,7 @@ CHROMIUM ?= /usr/bin/chromium
 $(PY):
 	python3 -m venv $(VENV)
 
-.PHONY: install test bench demo chromium
+.PHONY: install test test-vllm bench demo chromium
 # torch: the CPU build pinned in constraints-cpu.txt. Taken from what pip already has without
 # any index (a local wheel in pip's find-links, or already installed) when it can be; otherwise
 # from PyTorch's CPU wheel index, so a CPU machine never pulls PyPI's multi-GB CUDA build.
@@ -38,6 +38,14 @@ chromium:
 
 test: install chromium
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-vllm
+
+# The vLLM plugin's tests, in their own venv (vLLM's CPU build pins transformers <5.20 and torch
+# 2.13.0+cpu), built by tests/vllm/env.py from constraints-vllm.txt and cached in ~/.cache/stc
+# (STC_VLLM_CACHE): minutes the first time, seconds after. This checkout's stc is installed into
+# it on every run. torch comes from the local wheel, else TORCH_INDEX, as for .venv.
+test-vllm:
+	TORCH_INDEX="$(TORCH_INDEX)" python3 tests/vllm/env.py test
 
 demo: install
 	$(PY) app.py

@@ -1,0 +1,133 @@
+"""The same batches of video requests through vLLM with no pruning, vLLM's EVS and stc, at the same
+number of kept visual tokens; prompt tokens, time to first token and throughput as ratios to no
+pruning. Run it in the vLLM environment (tests/vllm/env.py):
+
+    $(python3 tests/vllm/env.py python) benchmarks/vllm_compare.py                 # CPU, tiny checkpoint
+    $(python3 tests/vllm/env.py python) benchmarks/vllm_compare.py --size 7b --dtype bfloat16  # a GPU
+
+Each method runs in its own process (one engine each, in-process engine core, prefix and
+processor caches off): a warm-up request, then one batch with max_tokens=1 (time to first
+token of the whole batch: vision, compression and prefill of every request) and another batch
+(new videos) with --new-tokens greedy tokens, EOS ignored (output tokens per second, prefill
+included). Every method sees the same videos.
+The tiny checkpoint's numbers measure a 2-layer, 128-wide model on CPU: the vision tower and
+the compression weigh far more there than on a 7B model; they are labelled as such.
+EVS runs on vLLM's CPU build only with the plugin's runner fix (STC_VLLM_CPU_PRUNING_FIX=all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "vllm"))
+
+
+def evs_rate(budget: int, total: int) -> float:
+    """vLLM's EVS keeps max(tokens per frame, int(total * (1 - q))): the q that keeps ``budget``."""
+    return 1.0 - (budget + 0.5) / total
+
+
+def run_method(args: argparse.Namespace) -> dict:
+    """One method, in this process: prompt tokens, batch time to first token, output tokens/s."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    from engine import video_request
+    from vllm import LLM, SamplingParams
+
+    from stc.integrations.vllm import hf_overrides
+    from stc.integrations.vllm.tiny import make_video
+
+    kwargs = dict(model=args.checkpoint, max_model_len=args.max_model_len, dtype=args.dtype, seed=0,
+                  limit_mm_per_prompt={"video": 1, "image": 0}, enforce_eager=args.eager,
+                  # every timed request is new: no prefix or processor cache hit for any method
+                  enable_prefix_caching=False, mm_processor_cache_gb=0)
+    if args.method == "stc":
+        kwargs["hf_overrides"] = hf_overrides(args.retention)
+    elif args.method == "evs":
+        kwargs["video_pruning_rate"] = args.evs_rate
+    llm = LLM(**kwargs)
+    def batch(first_seed: int) -> list[dict]:
+        return [video_request(make_video(args.frames, seed=first_seed + i)) for i in range(args.batch)]
+
+    llm.generate(batch(10_000)[:1], SamplingParams(max_tokens=1), use_tqdm=False)  # warm-up
+    ttft, rate = [], []
+    for repeat in range(args.repeats):  # the best of a few: a shared CPU is noisy
+        start = time.perf_counter()
+        first = llm.generate(batch(100 * repeat), SamplingParams(max_tokens=1, temperature=0.0), use_tqdm=False)
+        ttft.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        full = llm.generate(batch(1_000 + 100 * repeat),
+                            SamplingParams(max_tokens=args.new_tokens, temperature=0.0, ignore_eos=True), use_tqdm=False)
+        rate.append(sum(len(r.outputs[0].token_ids) for r in full) / (time.perf_counter() - start))
+    return {"prompt_tokens": sum(len(r.prompt_token_ids) for r in first) / len(first), "ttft_s": min(ttft),
+            "tokens_per_s": max(rate)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=["tiny", "7b"], default="tiny")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--retention", type=float, default=0.25)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3, help="timed batches per method (best one reported)")
+    parser.add_argument("--max-model-len", type=int, default=4096)
+    parser.add_argument("--eager", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--checkpoint", help="an existing checkpoint folder (default: write one)")
+    parser.add_argument("--method", choices=["none", "evs", "stc"], help=argparse.SUPPRESS)  # child process
+    parser.add_argument("--evs-rate", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    if args.method:
+        print("STC-BENCH " + json.dumps(run_method(args)), flush=True)
+        return
+
+    from stc.arith import budget_for
+    from stc.integrations.vllm.tiny import write_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.checkpoint:
+            import torch
+
+            args.checkpoint = str(write_checkpoint(Path(tmp) / f"qwen2.5-vl-{args.size}", size=args.size,
+                                                   dtype=getattr(torch, args.dtype)))
+        total = args.frames // 2 * 64  # the checkpoint's processor: 224 x 224 -> 8 x 8 merged tokens
+        budget = budget_for(args.retention, total)
+        rate = evs_rate(budget, total)
+        results = {}
+        for method in ("none", "evs", "stc"):
+            cmd = [sys.executable, "-P", __file__, "--method", method, "--evs-rate", str(rate), "--checkpoint",
+                   args.checkpoint, "--frames", str(args.frames), "--batch", str(args.batch), "--retention",
+                   str(args.retention), "--new-tokens", str(args.new_tokens), "--max-model-len",
+                   str(args.max_model_len), "--dtype", args.dtype, "--repeats", str(args.repeats), "--eager" if args.eager else "--no-eager"]
+            env = {**os.environ, "STC_VLLM_CPU_PRUNING_FIX": "all"}
+            run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp)
+            line = next((x for x in run.stdout.splitlines() if x.startswith("STC-BENCH ")), None)
+            if run.returncode or not line:
+                sys.exit(f"{method} failed:\n{run.stderr[-4000:]}")
+            results[method] = json.loads(line.removeprefix("STC-BENCH "))
+    base = results["none"]
+    label = "tiny random-weight checkpoint on CPU" if args.size == "tiny" else f"{args.size} random-weight checkpoint"
+    print(f"vLLM, {label}: {args.batch} requests x {args.frames} frames ({total} visual tokens each); "
+          f"EVS and stc keep {budget} ({args.retention:.0%})")
+    print(f"{'method':<8}{'prompt tokens':>15}{'ratio':>8}{'TTFT (s)':>11}{'ratio':>8}{'tok/s':>9}{'ratio':>8}")
+    for method, r in results.items():
+        print(f"{method:<8}{r['prompt_tokens']:>15.0f}{r['prompt_tokens'] / base['prompt_tokens']:>8.2f}"
+              f"{r['ttft_s']:>11.2f}{r['ttft_s'] / base['ttft_s']:>8.2f}{r['tokens_per_s']:>9.1f}"
+              f"{r['tokens_per_s'] / base['tokens_per_s']:>8.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"label": label, "budget": budget, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

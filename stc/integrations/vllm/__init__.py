@@ -1,0 +1,92 @@
+"""stc's stage 1 inside vLLM, as a general plugin (the ``stc[vllm]`` extra).
+
+Installed beside vLLM, stc's entry point ``vllm.general_plugins: stc`` runs `register` in every
+vLLM process. It registers one model class, selected per engine with ``hf_overrides``:
+
+    vllm serve Qwen/Qwen2.5-VL-7B-Instruct --hf-overrides \\
+        '{"architectures": ["STCQwen2_5_VLForConditionalGeneration"], "stc_retention": 0.1}'
+
+    LLM(model=..., hf_overrides=stc.integrations.vllm.hf_overrides(retention=0.1))
+
+Keys: ``stc_retention`` (required), ``stc_tau``, ``stc_cluster_ratio``, ``stc_knn_k`` (the
+paper's defaults). Engines that do not select the class run exactly as without the plugin. On
+vLLM's CPU build the plugin also teaches the CPU model runner to enable vLLM's pruned-position
+path for stc's model (that runner never enables it by itself);
+``STC_VLLM_CPU_PRUNING_FIX=all`` extends the fix to every pruning model (vLLM's EVS).
+
+Importing this module imports no vLLM and no transformers model code.
+"""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+from .stage1 import OVERRIDE_KEYS, Stage1Options, options_from_config
+
+__all__ = ["ARCHITECTURE", "OVERRIDE_KEYS", "Stage1Options", "hf_overrides", "options_from_config", "register"]
+
+ARCHITECTURE = "STCQwen2_5_VLForConditionalGeneration"
+_CLASS_PATH = f"{__name__}.qwen2_5_vl:{ARCHITECTURE}"
+# "all": the CPU runner fix also applies to vLLM's own pruners (EVS), which fail on the CPU
+# build without it; unset: only to stc's model.
+CPU_FIX_ENV = "STC_VLLM_CPU_PRUNING_FIX"
+
+
+def hf_overrides(retention: float, **options) -> dict:
+    """The ``hf_overrides`` that select stc's model with these stage-1 options.
+
+    options: tau, cluster_ratio, knn_k (checked now, with `STCConfig`'s messages).
+    """
+    unknown = set(options) - {"tau", "cluster_ratio", "knn_k"}
+    if unknown:
+        raise ValueError(f"unknown stc option(s) {sorted(unknown)}; known: tau, cluster_ratio, knn_k")
+    keys = {field: key for key, field in OVERRIDE_KEYS.items()}
+    out = {keys["retention"]: retention, **{keys[name]: value for name, value in options.items()}}
+    options_from_config(SimpleNamespace(**out))  # fails now, as the engine would at start-up
+    return {"architectures": [ARCHITECTURE], **out}
+
+
+def register() -> None:
+    """vLLM general plugin: register stc's model class (imported only by engines that select
+    it) and, on the CPU build, patch the CPU runner as described above. Idempotent."""
+    from vllm import ModelRegistry
+
+    if ARCHITECTURE not in ModelRegistry.get_supported_archs():
+        ModelRegistry.register_model(ARCHITECTURE, _CLASS_PATH)
+    _patch_cpu_runner()
+
+
+def _is_stc_model(model) -> bool:
+    return type(model).__name__ == ARCHITECTURE and type(model).__module__ == f"{__name__}.qwen2_5_vl"
+
+
+def _patch_cpu_runner() -> None:
+    """vLLM 0.32's ``CPUModelRunner.load_model`` overrides the GPU runner's and never sets
+    ``is_multimodal_pruning_enabled``, so pruned media never get their positions recomputed
+    (generation then fails on the 4 extra position channels). Set it after loading, as the GPU
+    runner does. Only on the CPU platform, once per process."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return
+    from vllm.model_executor.models.interfaces import supports_multimodal_pruning
+    from vllm.v1.worker.cpu_model_runner import CPUModelRunner
+
+    if getattr(CPUModelRunner.load_model, "_stc_patched", False):
+        return
+    load_model = CPUModelRunner.load_model
+
+    def patched(self, *args, **kwargs):
+        load_model(self, *args, **kwargs)
+        model = self.get_model()
+        mm_config = self.model_config.multimodal_config
+        pruning = (
+            supports_multimodal_pruning(model) and mm_config is not None and mm_config.is_multimodal_pruning_enabled()
+        )
+        if pruning and (_is_stc_model(model) or os.environ.get(CPU_FIX_ENV) == "all"):
+            self.is_multimodal_pruning_enabled = True
+
+    patched._stc_patched = True
+    patched.__doc__ = load_model.__doc__
+    CPUModelRunner.load_model = patched

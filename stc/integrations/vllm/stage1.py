@@ -1,0 +1,151 @@
+"""stc's stage 1 in the shapes vLLM's Qwen2.5-VL works with: pure functions, no vLLM import.
+
+vLLM hands a pruning model each video as one flat run of merged tokens [T*N, D] (row-major over
+temporal patches, then the merged h x w grid) and expects back the kept embeddings with four
+position channels appended: [t, h, w] relative to the video's first token, and one "text
+offset" channel telling where the text after the video resumes (vLLM's
+`recompute_mrope_positions` reads it from the first kept token). Here the kept tokens carry
+their stock positions (the uncompressed prompt's, as the transformers adapter keeps them) and
+the text offset is the full grid's largest position + 1, so the text after the video keeps its
+stock positions too and decoding continues where the uncompressed prompt would.
+
+Configuration comes from the model's hf_config (vLLM's ``hf_overrides``): ``stc_retention``,
+``stc_tau``, ``stc_cluster_ratio``, ``stc_knn_k``, validated by `STCConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ...arith import budget_for
+from ...attention import attention_received
+from ...compress import DEFAULT_CLUSTER_RATIO, DEFAULT_KNN_K, DEFAULT_TAU, compress_tokens
+from ...config import STCConfig
+
+__all__ = [
+    "OVERRIDE_KEYS",
+    "Stage1Options",
+    "compress_video",
+    "merge_unit_scores",
+    "options_from_config",
+    "received_by_segment",
+    "video_budget",
+    "video_positions",
+]
+
+# hf_overrides key -> Stage1Options field. Prefixed: they live in the checkpoint's own config.
+OVERRIDE_KEYS = {
+    "stc_retention": "retention",
+    "stc_tau": "tau",
+    "stc_cluster_ratio": "cluster_ratio",
+    "stc_knn_k": "knn_k",
+}
+
+
+@dataclass(frozen=True)
+class Stage1Options:
+    """Stage-1 hyper-parameters (shared/method.md); stage 2 does not run inside vLLM."""
+
+    retention: float
+    tau: float = DEFAULT_TAU
+    cluster_ratio: float = DEFAULT_CLUSTER_RATIO
+    knn_k: int = DEFAULT_KNN_K
+
+
+def options_from_config(hf_config) -> Stage1Options:
+    """The stage-1 options an hf_config carries (vLLM applies ``hf_overrides`` to it).
+
+    ``stc_retention`` is required; the rest default to the paper's values. Values are checked
+    by `STCConfig`, so a bad one fails with the same message as in the library.
+    """
+    given = {field: getattr(hf_config, key) for key, field in OVERRIDE_KEYS.items() if hasattr(hf_config, key)}
+    if "retention" not in given:
+        raise ValueError(
+            "stc's vLLM model needs its retention: pass hf_overrides={'architectures': "
+            "['STCQwen2_5_VLForConditionalGeneration'], 'stc_retention': 0.1} "
+            f"(optional keys: {', '.join(k for k in OVERRIDE_KEYS if k != 'stc_retention')})"
+        )
+    checked = STCConfig(**given, inner_keep=1.0)
+    return Stage1Options(
+        retention=checked.retention, tau=checked.tau, cluster_ratio=checked.cluster_ratio, knn_k=checked.knn_k
+    )
+
+
+def _grid(grid_thw, merge: int) -> tuple[int, int, int]:
+    """(T, H/merge, W/merge) of a video's patch grid (t, h, w)."""
+    t, h, w = (int(x) for x in grid_thw)
+    return t, h // merge, w // merge
+
+
+def video_budget(grid_thw, merge: int, retention: float) -> int:
+    """Tokens a video keeps: B = round_half_up(retention * T * N), clamped to [1, T*N], where T is
+    the number of temporal patches and N = (h / merge) * (w / merge) their merged tokens."""
+    t, gh, gw = _grid(grid_thw, merge)
+    return budget_for(retention, t * gh * gw)
+
+
+@torch.no_grad()
+def received_by_segment(q: torch.Tensor, k: torch.Tensor, cu_seqlens: torch.Tensor, scale: float) -> torch.Tensor:
+    """Mean attention each token receives within its segment (heads and queries averaged).
+
+    q, k: [L, H, dh] with rotary embedding applied; cu_seqlens: [S + 1] segment bounds (the
+    full-attention block's: one segment per temporal patch). Returns [L] fp32. One segment at a
+    time, heads as the batch, bounds memory at H x l x l.
+    """
+    bounds = cu_seqlens.tolist()
+    out = [q.new_zeros(0, dtype=torch.float32)]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if b > a:
+            qs = q[a:b].transpose(0, 1)[:, None]  # [H, 1, l, dh]
+            ks = k[a:b].transpose(0, 1)[:, None]
+            out.append(attention_received(qs, ks, scale).mean(dim=0))
+    return torch.cat(out)
+
+
+def merge_unit_scores(received: torch.Tensor, merge_unit: int, window_index: torch.Tensor) -> torch.Tensor:
+    """Per merged token scores in feature order.
+
+    received: [L] per-patch scores in the vision blocks' order, where each run of
+    ``merge_unit`` patches is one merged token; window_index: [L / merge_unit], the permutation
+    the tower applied to merged tokens before its blocks (vLLM's ``get_window_index_thw``).
+    Returns [L / merge_unit]: the mean over each merge unit, put back in row-major order as the
+    tower's output is.
+    """
+    units = received.view(-1, merge_unit).mean(dim=-1)
+    return units[torch.argsort(window_index.to(units.device))]
+
+
+def video_positions(grid_thw, merge: int, t_factor: float) -> torch.Tensor:
+    """[T*N, 3] stock mRoPE (t, h, w) of a video's merged tokens relative to its first token,
+    as vLLM numbers the uncompressed prompt: t = floor(t_index * t_factor), with t_factor =
+    seconds per temporal patch * tokens_per_second."""
+    t, gh, gw = _grid(grid_thw, merge)
+    grid = torch.stack(torch.meshgrid(torch.arange(t), torch.arange(gh), torch.arange(gw), indexing="ij"))
+    grid[0] = (grid[0].double() * t_factor).long()
+    return grid.reshape(3, -1).T
+
+
+@torch.no_grad()
+def compress_video(
+    embeds: torch.Tensor, scores: torch.Tensor, grid_thw, merge: int, t_factor: float, options: Stage1Options
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """stc stage 1 on one video, in vLLM's pruning layout.
+
+    embeds: [T*N, D] merged tokens (row-major); scores: [T*N]. Returns (out, source):
+    out [B, D + 4] = the kept tokens (selected, and refilled cluster means at their centres) in
+    original order, each followed by its stock (t, h, w) and the text offset (full grid's
+    largest position + 1); source [B] the flat index of each kept token (strictly increasing).
+    """
+    t, gh, gw = _grid(grid_thw, merge)
+    n = gh * gw
+    kept = compress_tokens(
+        embeds.reshape(t, n, -1), scores.reshape(t, n), video_budget(grid_thw, merge, options.retention),
+        tau=options.tau, cluster_ratio=options.cluster_ratio, knn_k=options.knn_k,
+    )
+    positions = video_positions(grid_thw, merge, t_factor)
+    source = kept.source.cpu()
+    text_offset = positions.max() + 1
+    channels = torch.cat([positions[source], text_offset.expand(source.numel(), 1)], dim=1)
+    return torch.cat([kept.tokens, channels.to(kept.tokens)], dim=1), kept.source

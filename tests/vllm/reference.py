@@ -1,0 +1,79 @@
+"""An independent reference for the plugin, computed with transformers on the same checkpoint.
+
+Nothing here touches vLLM or the plugin's code: features and contribution scores come from
+stc's transformers adapter (`Qwen2_5_VLAdapter.encode`: transformers' own vision tower, its
+window order, its hook), the kept tokens from `stc.compress_tokens`, and positions follow vLLM's
+rules, written out here: text before the video 0..s-1; a kept video token at
+s + (floor(t * seconds_per_patch * tokens_per_second), h, w) of its place in the full grid; the
+text after the video from s + (the full grid's largest position + 1) on; generated tokens
+continue from the prompt's largest position + 1. Greedy decoding re-runs the whole sequence
+each step (no cache), so nothing of `generate` is involved either.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from stc.arith import budget_for
+from stc.compress import compress_tokens
+from stc.video import Video
+
+
+def load(checkpoint: str):
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    from stc.models.qwen2_5_vl import Qwen2_5_VLAdapter
+
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32,
+                                                               attn_implementation="sdpa").eval()
+    return Qwen2_5_VLAdapter(model, AutoProcessor.from_pretrained(checkpoint))
+
+
+def _positions(s: int, grid: tuple[int, int, int], t_factor: float, source: torch.Tensor, after: int,
+               text_offset: int | None) -> torch.Tensor:
+    """[3, L] positions of a prompt: s text tokens, the kept video tokens, ``after`` text tokens
+    from s + text_offset (None: the full grid's largest position + 1)."""
+    t, gh, gw = grid
+    tt, hh, ww = torch.meshgrid(torch.arange(t), torch.arange(gh), torch.arange(gw), indexing="ij")
+    full = torch.stack([(tt.double() * t_factor).floor().long(), hh, ww]).reshape(3, -1)
+    before = torch.arange(s).expand(3, -1)
+    video = s + full[:, source]
+    text_start = s + (int(full.max()) + 1 if text_offset is None else text_offset)
+    return torch.cat([before, video, (text_start + torch.arange(after)).expand(3, -1)], dim=1)
+
+
+@torch.no_grad()
+def reference(adapter, frames: np.ndarray, fps: float, prompt: str, retention: float, max_tokens: int,
+              text_offset: int | None = None) -> dict:
+    """Prompt ids, first-token log-probabilities [V] and greedy tokens of stc at ``retention``
+    (text_offset: see `_positions`; only to show that positions matter)."""
+    model, tokenizer = adapter.model, adapter.processor.tokenizer
+    video = Video(frames=frames, timestamps=np.arange(len(frames)) / fps, fps=fps, duration=len(frames) / fps,
+                  frame_indices=np.arange(len(frames)), total_frames=len(frames))
+    encoded = adapter.encode(video)
+    s_patches, n, _ = encoded.features.shape
+    kept = compress_tokens(encoded.features, encoded.scores, budget_for(retention, s_patches * n))
+    pad = "<|video_pad|>"
+    before, after = prompt.split(pad)
+    ids_before = tokenizer(before, add_special_tokens=False)["input_ids"]
+    ids_after = tokenizer(after, add_special_tokens=False)["input_ids"]
+    video_id = model.config.video_token_id
+    ids = ids_before + [video_id] * kept.tokens.shape[0] + ids_after
+    merge = model.config.vision_config.spatial_merge_size
+    _, h, w = (int(x) for x in encoded.aux["video_grid_thw"][0])
+    t_factor = float(encoded.aux["second_per_grid_ts"][0]) * model.config.vision_config.tokens_per_second
+    positions = _positions(len(ids_before), (s_patches, h // merge, w // merge), t_factor, kept.source.cpu(),
+                           len(ids_after), text_offset)
+    core = model.model
+    tokens, first = list(ids), None
+    for _ in range(max_tokens):
+        embeds = core.get_input_embeddings()(torch.tensor([tokens]))
+        start = len(ids_before)
+        embeds[0, start : start + kept.tokens.shape[0]] = kept.tokens.to(embeds)
+        hidden = core.language_model(inputs_embeds=embeds, position_ids=positions[:, None]).last_hidden_state
+        logprobs = model.lm_head(hidden[0, -1]).float().log_softmax(-1)
+        first = logprobs if first is None else first
+        tokens.append(int(logprobs.argmax()))
+        positions = torch.cat([positions, (positions.max() + 1).expand(3, 1)], dim=1)
+    return {"prompt_token_ids": ids, "first_logprobs": first, "token_ids": tokens[len(ids):]}
