@@ -2,6 +2,7 @@
 
 Public API (see README.md):
     STCConfig, compress_tokens, Compressed          stage 1 (before the LLM), pure functions
+    StreamCompressor                                stage 1 over a long video, chunk by chunk
     text_aware_scores, merge_into_kept, Merged      stage 2 (inside the LLM), pure functions
     load, VideoLLM, Answer, Stats, Provenance       a Video-LLM that answers with or without stc
     wrap                                            the same, for a model you loaded yourself
@@ -16,6 +17,7 @@ from .flops import flops, register_configs
 from .merge import merge_into_kept, text_aware_scores
 from .methods import get_method, list_methods
 from .results import Answer, Compressed, Merged, OutOfMemory, Provenance, Stats
+from .stream import StreamCompressor
 from .video import Video, load_video
 
 __version__ = "0.1.0"
@@ -56,6 +58,7 @@ __all__ = [
     "Provenance",
     "STCConfig",
     "Stats",
+    "StreamCompressor",
     "Video",
     "VideoLLM",
     "compress_tokens",

@@ -55,6 +55,10 @@ class STCConfig:
     Stage 1 (before the LLM):
         retention: fraction of visual tokens that enter the LLM, 0 < r <= 1 (budget
             B = round(r * T * N), at least 1).
+        max_tokens: instead of ``retention``: the budget B in tokens, whatever the video's
+            length (B = min(max_tokens, T * N)), an integer >= 1. Give one of the two. The
+            way to give a long video "the cost of a short one": the same B over more frames.
+            Not for methods whose official defaults depend on the retention (HoliTom).
         tau: cosine threshold of unified selection; a candidate joins the retention pool only
             if its similarity to every pooled token is below tau. In (0, 1].
         cluster_ratio: share of the budget given to refilled DPC-kNN clusters, in [0, 1).
@@ -75,7 +79,7 @@ class STCConfig:
             with their official defaults); unknown names are refused. Stored read-only.
     """
 
-    retention: float
+    retention: float | None = None
     method: str = "stc"
     # stage 1
     tau: float = DEFAULT_TAU
@@ -88,10 +92,18 @@ class STCConfig:
     # every method
     positions: str | None = None
     options: Mapping[str, Any] | None = None
+    max_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        checked = {
-            "retention": _check_real("retention", self.retention, 0.0, 1.0, lo_open=True, hi_open=False),
+        if self.max_tokens is not None:
+            if self.retention is not None:
+                raise ValueError("give retention or max_tokens, not both")
+            checked = {"max_tokens": _check_int("max_tokens", self.max_tokens, 1)}
+        elif self.retention is None:
+            raise ValueError("STCConfig needs retention (a fraction of the tokens) or max_tokens (a token budget)")
+        else:
+            checked = {"retention": _check_real("retention", self.retention, 0.0, 1.0, lo_open=True, hi_open=False)}
+        checked |= {
             "tau": _check_real("tau", self.tau, 0.0, 1.0, lo_open=True, hi_open=False),
             "cluster_ratio": _check_real(
                 "cluster_ratio", self.cluster_ratio, 0.0, 1.0, lo_open=False, hi_open=True
@@ -105,6 +117,9 @@ class STCConfig:
         if not isinstance(self.method, str):
             raise ValueError(f"method must be a method name (see stc.list_methods()), got {self.method!r}")
         method = get_method(self.method)  # ValueError naming the available methods
+        if self.max_tokens is not None and method.retention_defaults is not None:
+            raise ValueError(f"method {self.method!r} sets its defaults from the retention: give retention, "
+                             "not max_tokens")
         if self.positions not in POSITIONS:
             raise ValueError(f"positions must be one of {', '.join(map(repr, POSITIONS))}, got {self.positions!r}")
         checked["options"] = method.check_options(self.options, self.retention)
@@ -114,7 +129,9 @@ class STCConfig:
             object.__setattr__(self, name, value)
 
     def budget(self, total_tokens: int) -> int:
-        """Stage-1 budget B = round(retention * total_tokens), clamped to [1, total_tokens]."""
+        """Stage-1 budget: round(retention * total_tokens), or max_tokens; clamped to [1, total_tokens]."""
+        if self.max_tokens is not None:
+            return max(1, min(total_tokens, self.max_tokens))
         return budget_for(self.retention, total_tokens)
 
     def replace(self, **changes) -> "STCConfig":

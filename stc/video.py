@@ -12,6 +12,8 @@ uint8; frames over `MAX_FRAME_PIXELS` and requests over `MAX_PIXELS` (frames x w
 pixels) are refused; huge frames get fewer decoder threads. `probe` reads the header
 (duration, frame rate, size) for limits checked before any decoding; where the header has no
 plausible duration it counts packets, bounded in time, and refuses a file it cannot measure.
+Each reader is a generator of chunks of sampled frames: `stream_video` hands them on one at a
+time (a consumer holds one chunk), `load_video` concatenates them; the frames are the same.
 """
 
 from __future__ import annotations
@@ -27,12 +29,18 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MAX_FRAMES", "Video", "VideoInfo", "load_video", "probe", "sample_indices"]
+__all__ = [
+    "MAX_FRAMES", "MAX_SIDE", "MIN_AUTO_SIDE", "FramesChanged", "Video", "VideoInfo", "VideoStream", "load_video",
+    "probe", "sample_indices", "stream_video",
+]
 
 MAX_FRAMES = 1024
 # Longer side of decoded frames (LLaVA-OV resizes to 384; Qwen2.5-VL's default video budget
 # is ~600k pixels per frame, about 1000 x 600): 1344 loses nothing any model sees.
 MAX_SIDE = 1344
+# With max_side="auto", many frames are decoded smaller so that they fit MAX_PIXELS, but never
+# below this side (LLaVA-OneVision's input size): 1,024 16:9 frames at 384 px are 85 megapixels.
+MIN_AUTO_SIDE = 384
 
 # Up to this many frames (about 20 s at 30 fps) a clip is decoded front to back, which is
 # exact and cheap; longer ones are read by seeking.
@@ -363,6 +371,18 @@ def _working_size(width: int, height: int, max_side: int | None) -> tuple[int, i
     return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
 
+def _auto_side(width: int, height: int, count: int) -> int:
+    """The longest side in [MIN_AUTO_SIDE, MAX_SIDE] at which ``count`` frames fit MAX_PIXELS
+    (MIN_AUTO_SIDE when none does: the budget check then refuses)."""
+    side = MAX_SIDE
+    while side > MIN_AUTO_SIDE:
+        w, h = _working_size(width, height, side)
+        if count * w * h <= MAX_PIXELS:
+            break
+        side = max(MIN_AUTO_SIDE, side - 32)
+    return side
+
+
 def _check_budget(path: str, probe: _Probe, count: int, size: tuple[int, int]) -> None:
     """Refuse, before decoding, a frame larger than MAX_FRAME_PIXELS or `count` frames of
     `size` (working size) over MAX_PIXELS."""
@@ -416,8 +436,42 @@ def _frame_time(frame, start: float) -> float | None:
     return None if frame.time is None else float(frame.time) - start
 
 
-def _read_sequential(path: str, num_frames: int, probe: _Probe, size: tuple[int, int], total: int | None = None):
-    """Decode front to back, converting only the sampled frames. Exact frame indices."""
+@dataclass(frozen=True)
+class _Plan:
+    """What a reader will give, known before its first frame is decoded: ``count`` frames
+    sampled from ``total`` at rate ``fps``."""
+
+    count: int
+    total: int
+    fps: float
+
+
+class _Shortfall(Exception):
+    """Fewer frames decode than packets exist: sample again over the ``decoded`` frames."""
+
+    def __init__(self, decoded: int):
+        super().__init__(decoded)
+        self.decoded = decoded
+
+
+class _DecordFailed(Exception):
+    """decord failed after planning (PyAV then decides about the file)."""
+
+
+class FramesChanged(ValueError):
+    """A `VideoStream` had to resample after handing out chunks (a file with fewer decodable
+    frames than packets, or decord failing mid-file): read it whole with `load_video`."""
+
+
+# Readers are generators: first a `_Plan` (or None: this reader cannot read the file), then
+# chunks (uint8 [t, H, W, 3] frames, float64 [t] timestamps, int64 [t] indices) of at most
+# ``chunk`` frames each, in order. `load_video` concatenates them, `stream_video` hands them on.
+
+
+def _read_sequential(path: str, num_frames: int, probe: _Probe, size: tuple[int, int], chunk: int,
+                     total: int | None = None):
+    """Decode front to back, converting only the sampled frames. Exact frame indices. Raises
+    `_Shortfall` when fewer frames decode than the packets promised."""
     import av
 
     if total is None:
@@ -431,40 +485,44 @@ def _read_sequential(path: str, num_frames: int, probe: _Probe, size: tuple[int,
     _check_decodable(path, total, probe.declared_frames)
     wanted = sample_indices(total, num_frames)
     _check_budget(path, probe, len(wanted), size)
-    want = set(wanted.tolist())
-    frames, times, decoded = {}, {}, 0
+    fps = probe.fps or (total / probe.duration if probe.duration else 1.0)
+    yield _Plan(len(wanted), total, fps)
+    targets = wanted.tolist()
+    frames, times, done, decoded = [], [], 0, 0
     with _open(path) as container:
         stream = _video_stream(container, path)
         _configure(stream, probe)
         try:
             for index, frame in enumerate(container.decode(stream)):
                 decoded = index + 1
-                if index in want:
-                    frames[index] = _rgb(frame, size)
-                    times[index] = _frame_time(frame, probe.start)
-                    if len(frames) == len(want):
-                        break
+                if index != targets[done]:
+                    continue
+                at = _frame_time(frame, probe.start)
+                frames.append(_rgb(frame, size))
+                times.append(at if at is not None else index / fps)
+                done += 1
+                if len(frames) == chunk or done == len(targets):
+                    yield np.stack(frames), np.asarray(times), wanted[done - len(frames) : done]
+                    frames, times = [], []
+                if done == len(targets):
+                    break
         except av.error.FFmpegError as err:
             raise _fail(path, f"corrupt: decoding failed after {decoded} frames ({err.strerror})") from None
-    if len(frames) < len(want):
-        # Fewer frames decode than packets exist (a dropped frame, a truncated tail): sample
-        # again over what really decodes.
+    if done < len(targets):
         _check_decodable(path, decoded, total)
-        return _read_sequential(path, num_frames, probe, size, total=decoded)
-    fps = probe.fps or (total / probe.duration if probe.duration else 1.0)
-    timestamps = [times[i] if times[i] is not None else i / fps for i in wanted.tolist()]
-    return np.stack([frames[i] for i in wanted.tolist()]), np.asarray(timestamps), wanted, total, fps
+        raise _Shortfall(decoded)
 
 
-def _read_seeking(path: str, num_frames: int, probe: _Probe, size: tuple[int, int]):
+def _read_seeking(path: str, num_frames: int, probe: _Probe, size: tuple[int, int], chunk: int):
     """Seek near each sampled frame and decode forward; never decodes the whole file."""
     import av
 
     fps, total = probe.fps, probe.declared_frames
     wanted = sample_indices(total, num_frames)
     _check_budget(path, probe, len(wanted), size)
+    yield _Plan(len(wanted), total, fps)
     half = 0.5 / fps
-    frames, timestamps, indices = [], [], []
+    frames, timestamps, indices, previous = [], [], [], None
     with _open(path) as container:
         stream = _video_stream(container, path)
         _configure(stream, probe)
@@ -496,17 +554,23 @@ def _read_seeking(path: str, num_frames: int, probe: _Probe, size: tuple[int, in
                     raise _fail(path, f"truncated or corrupt: {reached} of a declared {expected:.2f}s")
                 found = last
             at = _frame_time(found, probe.start)
-            if indices and round(at * fps) <= indices[-1]:
+            if previous is not None and round(at * fps) <= previous:
                 continue  # the same frame again (irregular timestamps); keep it once
+            previous = int(round(at * fps))
             frames.append(_rgb(found, size))
             timestamps.append(at)
-            indices.append(int(round(at * fps)))
-    return np.stack(frames), np.asarray(timestamps), np.asarray(indices, dtype=np.int64), total, fps
+            indices.append(previous)
+            if len(frames) == chunk:
+                yield np.stack(frames), np.asarray(timestamps), np.asarray(indices, dtype=np.int64)
+                frames, timestamps, indices = [], [], []
+    if frames:
+        yield np.stack(frames), np.asarray(timestamps), np.asarray(indices, dtype=np.int64)
 
 
-def _read_decord(path: str, num_frames: int, probe: _Probe, size: tuple[int, int]):
+def _read_decord(path: str, num_frames: int, probe: _Probe, size: tuple[int, int], chunk: int):
     """Read with decord, scaled to ``size`` inside its reader (uint8, never a full-size RGB
-    batch); None when decord itself fails (PyAV then decides about the file)."""
+    batch). Plans None when decord cannot open the file, and raises `_DecordFailed` when it
+    fails later (PyAV then decides about the file)."""
     scaled = size != (probe.width, probe.height)
     try:
         import decord
@@ -520,19 +584,27 @@ def _read_decord(path: str, num_frames: int, probe: _Probe, size: tuple[int, int
         )
         total = len(reader)
     except Exception:
-        return None
+        yield None
+        return
     _check_decodable(path, total, probe.declared_frames)
     wanted = sample_indices(total, num_frames)
     _check_budget(path, probe, len(wanted), size)
     try:
-        frames = reader.get_batch(wanted.tolist()).asnumpy()
-        timestamps = reader.get_frame_timestamp(wanted.tolist())[:, 0].astype(np.float64)
         fps = float(reader.get_avg_fps()) or probe.fps or 1.0
     except Exception:
-        return None
-    if frames.shape[1:] != (size[1], size[0], 3) or frames.dtype != np.uint8:
-        return None  # the header's size was not the decoded one
-    return frames, timestamps, wanted, total, fps
+        yield None
+        return
+    yield _Plan(len(wanted), total, fps)
+    for start in range(0, len(wanted), chunk):
+        part = wanted[start : start + chunk]
+        try:
+            frames = reader.get_batch(part.tolist()).asnumpy()
+            timestamps = reader.get_frame_timestamp(part.tolist())[:, 0].astype(np.float64)
+        except Exception:
+            raise _DecordFailed() from None
+        if frames.shape[1:] != (size[1], size[0], 3) or frames.dtype != np.uint8:
+            raise _DecordFailed()  # the header's size was not the decoded one
+        yield frames, timestamps, part
 
 
 def _decord_available() -> bool:
@@ -593,30 +665,22 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     )
 
 
-def load_video(
-    path: str | os.PathLike, num_frames: int = 32, *, backend: str = "auto", max_side: int | None = MAX_SIDE
-) -> Video:
-    """Read `num_frames` frames spread uniformly over a video file (see `sample_indices`).
-
-    Args:
-        path: a video file (anything FFmpeg reads: mp4, avi, mkv, webm, mov, ...).
-        num_frames: T, an int in [1, 1024]. A video with fewer frames gives all of them and
-            says so in `Video.note`.
-        backend: "auto" (decord if importable, else PyAV), "decord" or "pyav".
-        max_side: frames are scaled down (aspect kept) so the longer side is at most this,
-            by either backend as each frame is decoded (default 1344: above every supported
-            model's input size, and 4K frames never sit in memory at full size as RGB); None
-            keeps the decoded size.
-    Returns:
-        A `Video` with frames uint8 [T, H, W, 3] and timestamps float [T] in seconds.
-    Raises:
-        ValueError (one line) for a bad num_frames/backend, a missing, empty, non-video,
-        audio-only, corrupt or truncated file, one whose length cannot be measured (see
-        `probe`), frames over MAX_FRAME_PIXELS, or sampled frames over MAX_PIXELS.
-    """
+def _request(path, num_frames, fps, max_frames, backend, max_side):
+    """Check a request and read the header: (path, T asked, header, working size), the budget
+    checked before any decoding (again in each reader once the frame count is exact)."""
+    if isinstance(max_frames, bool) or not isinstance(max_frames, numbers.Integral) or not 1 <= max_frames <= MAX_FRAMES:
+        raise ValueError(f"max_frames must be an int in [1, {MAX_FRAMES}], got {max_frames!r}")
     num_frames = _check_num_frames(num_frames)
-    if max_side is not None and (isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 16):
-        raise ValueError(f"max_side must be an integer >= 16 or None, got {max_side!r}")
+    if fps is not None:
+        if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not math.isfinite(fps) or not fps > 0:
+            raise ValueError(f"fps must be a positive number, got {fps!r}")
+    elif num_frames > max_frames:
+        raise ValueError(f"num_frames must be an int in [1, {max_frames}] (max_frames), got {num_frames!r}")
+    auto = max_side == "auto"
+    if not auto and max_side is not None and (
+        isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 16
+    ):
+        raise ValueError(f"max_side must be an integer >= 16, None or 'auto', got {max_side!r}")
     if backend not in ("auto", "decord", "pyav"):
         raise ValueError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
     if backend == "decord" and not _decord_available():
@@ -624,36 +688,208 @@ def load_video(
     path = _check_file(path)
     # Header checks by PyAV for every backend, so errors read the same whichever decodes.
     probe = _header(path)
-    # The budget, before any decoding (again in each reader once the frame count is exact).
+    if fps is not None:
+        length = probe.duration or (probe.declared_frames / probe.fps if probe.fps else 0.0)
+        num_frames = max(1, min(max_frames, int(round(length * fps))))
+    count = min(num_frames, probe.declared_frames or num_frames)
+    if auto:
+        max_side = _auto_side(probe.width, probe.height, count)
     size = _working_size(probe.width, probe.height, max_side)
-    _check_budget(path, probe, min(num_frames, probe.declared_frames or num_frames), size)
+    _check_budget(path, probe, count, size)
+    return path, num_frames, probe, size
 
-    result, used = None, "pyav"
-    if backend == "decord" or (backend == "auto" and _decord_available()):
-        result, used = _read_decord(path, num_frames, probe, size), "decord"
-        if result is None and backend == "decord":
-            raise _fail(path, "decord could not decode it")
-    if result is None:
-        used = "pyav"
+
+class VideoStream:
+    """The frames `load_video` returns, decoded ``chunk`` at a time (see `stream_video`).
+
+    Known before decoding: ``num_frames`` (T, as planned), ``total_frames``, ``fps``,
+    ``height``, ``width``, ``source`` and ``backend``. Iterating (once) gives `Video`s of at
+    most ``chunk`` consecutive sampled frames, each with its own timestamps and frame indices
+    (``duration`` is the header's); only one chunk is decoded at a time. Once iterated,
+    ``timestamps``, ``frame_indices``, ``duration`` and ``note`` describe every frame handed
+    out, as `load_video` would; their count can fall below the planned ``num_frames`` where a
+    file repeats timestamps. A reader that must resample after handing out chunks (fewer
+    decodable frames than packets, decord failing mid-file) raises `FramesChanged`.
+    ``read()`` gives the whole `Video` instead (that is `load_video`).
+    """
+
+    def __init__(self, path: str, num_frames: int, probe: _Probe, size: tuple[int, int], backend: str, chunk: int):
+        self.source, self.chunk = path, chunk
+        self._asked, self._probe, self._size, self._backend = num_frames, probe, size, backend
+        self._decord = backend == "decord" or (backend == "auto" and _decord_available())
+        self._reader, self._plan, self.backend = self._start()
+        self._used = False
+        self.timestamps = self.frame_indices = self.duration = self.note = None
+
+    def _start(self, total: int | None = None):
+        """(reader, its plan, backend): decord when asked for and able, else PyAV."""
+        path, probe = self.source, self._probe
+        args = (path, self._asked, probe, self._size, self.chunk)
+        if self._decord:
+            reader = _read_decord(*args)
+            plan = next(reader)
+            if plan is not None:
+                return reader, plan, "decord"
+            if self._backend == "decord":
+                raise _fail(path, "decord could not decode it")
         long = probe.timed and probe.fps and probe.duration and probe.declared_frames > _SEQUENTIAL_MAX_FRAMES
-        reader = _read_seeking if long else _read_sequential
-        result = reader(path, num_frames, probe, size)
-    frames, timestamps, indices, total, fps = result
+        reader = _read_seeking(*args) if long else _read_sequential(*args, total=total)
+        return reader, next(reader), "pyav"
 
-    note = None
-    if len(frames) < num_frames:
-        note = f"video has {total} frame{'s' * (total != 1)}; sampled {len(frames)} of {num_frames} asked"
-    duration = probe.duration if probe.duration else total / fps
-    # Headers can understate the length by a frame; the sampled frames must lie inside it.
-    duration = max(duration, float(timestamps[-1]) + 1.0 / fps)
-    return Video(
-        frames=frames,
-        timestamps=timestamps,
-        fps=fps,
-        duration=float(duration),
-        source=path,
-        frame_indices=indices,
-        total_frames=int(total),
-        note=note,
-        backend=used,
-    )
+    def _restart(self, why: Exception) -> None:
+        """Start again after a reader's `_Shortfall` (over the frames that decode) or
+        `_DecordFailed` (with PyAV)."""
+        if isinstance(why, _DecordFailed):
+            if self._backend == "decord":
+                raise _fail(self.source, "decord could not decode it") from None
+            self._decord = False
+        total = why.decoded if isinstance(why, _Shortfall) else None
+        self._reader, self._plan, self.backend = self._start(total)
+
+    def _claim(self) -> None:
+        if self._used:
+            raise ValueError("a VideoStream is read once")
+        self._used = True
+
+    @property
+    def num_frames(self) -> int:
+        return self._plan.count
+
+    @property
+    def total_frames(self) -> int:
+        return self._plan.total
+
+    @property
+    def fps(self) -> float:
+        return self._plan.fps
+
+    @property
+    def height(self) -> int:
+        return self._size[1]
+
+    @property
+    def width(self) -> int:
+        return self._size[0]
+
+    def _header_duration(self) -> float:
+        return float(self._probe.duration or self.total_frames / self.fps)
+
+    def _finish(self, timestamps: list, indices: list) -> None:
+        self.timestamps, self.frame_indices = np.concatenate(timestamps), np.concatenate(indices)
+        count, total = len(self.timestamps), self.total_frames
+        if count < self._asked:
+            self.note = f"video has {total} frame{'s' * (total != 1)}; sampled {count} of {self._asked} asked"
+        # Headers can understate the length by a frame; the sampled frames must lie inside it.
+        self.duration = max(self._header_duration(), float(self.timestamps[-1]) + 1.0 / self.fps)
+
+    def __iter__(self):
+        self._claim()
+        timestamps, indices = [], []
+        while True:
+            try:
+                for frames, times, index in self._reader:
+                    timestamps.append(times)
+                    indices.append(index)
+                    yield Video(frames=frames, timestamps=times, fps=self.fps, duration=self._header_duration(),
+                                source=self.source, frame_indices=index, total_frames=self.total_frames,
+                                backend=self.backend)
+                break
+            except (_Shortfall, _DecordFailed) as why:
+                if timestamps:
+                    raise FramesChanged(
+                        f"cannot stream video {self.source}: its frames had to be sampled again after "
+                        f"{sum(map(len, timestamps))} were handed out; read it with load_video"
+                    ) from None
+                self._restart(why)
+        self._finish(timestamps, indices)
+
+    def read(self) -> Video:
+        """Every sampled frame as one `Video` (what `load_video` returns)."""
+        self._claim()
+        while True:
+            frames = np.empty((self.num_frames, self.height, self.width, 3), dtype=np.uint8)
+            timestamps, indices, count = [], [], 0
+            try:
+                for part, times, index in self._reader:
+                    frames[count : count + len(part)] = part
+                    count += len(part)
+                    timestamps.append(times)
+                    indices.append(index)
+                break
+            except (_Shortfall, _DecordFailed) as why:
+                self._restart(why)
+        self._finish(timestamps, indices)
+        return Video(
+            frames=frames[:count] if count < len(frames) else frames,
+            timestamps=self.timestamps,
+            fps=self.fps,
+            duration=self.duration,
+            source=self.source,
+            frame_indices=self.frame_indices,
+            total_frames=int(self.total_frames),
+            note=self.note,
+            backend=self.backend,
+        )
+
+    def __repr__(self) -> str:
+        return (f"VideoStream(T={self.num_frames}, {self.height}x{self.width}, chunk={self.chunk}, "
+                f"source={self.source!r}, backend={self.backend!r})")
+
+
+def stream_video(
+    path: str | os.PathLike,
+    num_frames: int = 32,
+    *,
+    fps: float | None = None,
+    max_frames: int = MAX_FRAMES,
+    chunk: int = 16,
+    backend: str = "auto",
+    max_side: int | str | None = "auto",
+) -> VideoStream:
+    """The frames of `load_video` (same arguments, same frames, timestamps and checks),
+    decoded ``chunk`` frames at a time as they are iterated: a `VideoStream`.
+
+    For consumers that use frames chunk by chunk (an encoder feeding `stc.StreamCompressor`):
+    memory then holds one chunk of frames, whatever T. The header, the request and the pixel
+    budget are checked here, before any frame is decoded.
+    """
+    if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
+        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    path, num_frames, probe, size = _request(path, num_frames, fps, max_frames, backend, max_side)
+    return VideoStream(path, num_frames, probe, size, backend, int(chunk))
+
+
+def load_video(
+    path: str | os.PathLike,
+    num_frames: int = 32,
+    *,
+    fps: float | None = None,
+    max_frames: int = MAX_FRAMES,
+    backend: str = "auto",
+    max_side: int | str | None = "auto",
+) -> Video:
+    """Read frames spread uniformly over a video file (see `sample_indices`).
+
+    Args:
+        path: a video file (anything FFmpeg reads: mp4, avi, mkv, webm, mov, ...).
+        num_frames: T, an int in [1, 1024]. A video with fewer frames gives all of them and
+            says so in `Video.note`.
+        fps: when given, replaces ``num_frames``: this many frames per second of video
+            (T = round(duration x fps), at least 1), at most ``max_frames``.
+        max_frames: the cap on T, an int in [1, 1024] (for ``fps``; ``num_frames`` above it
+            is refused).
+        backend: "auto" (decord if importable, else PyAV), "decord" or "pyav".
+        max_side: frames are scaled down (aspect kept) so the longer side is at most this,
+            by either backend as each frame is decoded; None keeps the decoded size. "auto"
+            (default): 1344 (above every supported model's input size, and 4K frames never sit
+            in memory at full size as RGB), lowered for many frames so they fit MAX_PIXELS,
+            but not below 384 (1,024 frames of a 16:9 clip at 384 px: 85 megapixels).
+    Returns:
+        A `Video` with frames uint8 [T, H, W, 3] and timestamps float [T] in seconds.
+    Raises:
+        ValueError (one line) for a bad num_frames/fps/max_frames/backend, a missing, empty,
+        non-video, audio-only, corrupt or truncated file, one whose length cannot be measured
+        (see `probe`), frames over MAX_FRAME_PIXELS, or sampled frames over MAX_PIXELS.
+    """
+    path, num_frames, probe, size = _request(path, num_frames, fps, max_frames, backend, max_side)
+    return VideoStream(path, num_frames, probe, size, backend, chunk=64).read()

@@ -4,7 +4,9 @@
 selected, merged into a refilled DPC-kNN token, merged away at layer K, dropped) and the number
 of tokens the frame sends to the LLM; a frame that sends none is framed in red, because at
 ultra-low retention that is the method working, not a bug. `retention_grids` stacks the grids
-of several methods on the same frames, one block each. `cost_chart` puts the baseline and
+of several methods on the same frames, one block each. For hundreds of frames, `retention_page`
+draws one page of the grid (`page_ranges`, `slice_provenance`) and `tokens_timeline` every
+frame at once as a strip of tokens kept per frame. `cost_chart` puts the baseline and
 the compressed run side by side, one panel per cost. Both return PIL images and read only
 `stc.Provenance` / `stc.Stats`, so they run anywhere (the app, a notebook, a report).
 """
@@ -20,8 +22,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .results import DROPPED, MERGED_AT_K, REFILLED, SELECTED, Provenance, Stats
 
-__all__ = ["STATUS_COLORS", "ZERO_TOKENS", "cluster_palette", "cost_chart", "paint_patches", "retention_grid",
-           "retention_grids"]
+__all__ = ["STATUS_COLORS", "ZERO_TOKENS", "cluster_palette", "cost_chart", "page_ranges", "paint_patches",
+           "retention_grid", "retention_grids", "retention_page", "slice_provenance", "tokens_timeline"]
 
 # Colours of the legend; refilled patches take their cluster's colour instead.
 STATUS_COLORS = {
@@ -139,6 +141,8 @@ def retention_grid(
     tile_width: int = 176,
     columns: int | None = None,
     title: str | None = None,
+    first: int = 0,
+    cluster_ids=None,
 ) -> Image.Image:
     """The token-retention grid of one compressed answer.
 
@@ -151,6 +155,10 @@ def retention_grid(
         tile_width: width of one frame's tile in pixels.
         columns: tiles per row (default: up to 8).
         title: one line drawn above the grid.
+        first: the index of ``frames[0]`` in the whole video (a page of a long one: labels
+            count from it).
+        cluster_ids: every cluster id of the whole answer (a page: so that each cluster keeps
+            its colour on every page); default: those in ``provenance``.
     Returns:
         An RGB image: every frame with its patches painted by fate (see the legend drawn at its
         bottom) and a label ``#i  t  k tok``, k = the tokens that enter the LLM from its pool
@@ -167,7 +175,7 @@ def retention_grid(
         timestamps = [starts[t // per_slot] if t // per_slot < len(starts) else float("nan") for t in range(len(frames))]
     timestamps = np.asarray(timestamps, dtype=float)
 
-    ids = np.unique(cluster[cluster >= 0])
+    ids = np.unique(cluster[cluster >= 0] if cluster_ids is None else np.asarray(cluster_ids))
     palette = cluster_palette(len(ids))
     colours = {int(cid): palette[i].astype(np.float32) for i, cid in enumerate(ids)}
 
@@ -199,10 +207,10 @@ def retention_grid(
         canvas.paste(Image.fromarray(tile), (x, y))
         k = int(counts[s]) if s < len(counts) else 0
         if per_slot > 1:
-            first, last = s * per_slot + 1, min((s + 1) * per_slot, count)
-            name = f"#{first}-{last}" if last > first else f"#{first}"
+            lo, hi = first + s * per_slot + 1, first + min((s + 1) * per_slot, count)
+            name = f"#{lo}-{hi}" if hi > lo else f"#{lo}"
         else:
-            name = f"#{t + 1}"
+            name = f"#{first + t + 1}"
         when = "" if math.isnan(timestamps[t]) else f"  {timestamps[t]:.1f}s"
         colour = ZERO_TOKENS if k == 0 else _TEXT
         draw.text((x + 1, y + tile_h + 2), f"{name}{when}", fill=_TEXT, font=small)
@@ -264,6 +272,115 @@ def retention_grids(
             draw.line([(6, y - gap // 2), (width - 6, y - gap // 2)], fill=(170, 170, 170), width=2)
         canvas.paste(block, (0, y))
         y += block.height + gap
+    return canvas
+
+
+# --------------------------------------------------------------------------------------------
+# Hundreds of frames: the grid a page at a time, and every frame at once as a strip.
+# --------------------------------------------------------------------------------------------
+
+
+def page_ranges(count: int, per_page: int = 64, frames_per_slot: int = 1) -> list[tuple[int, int]]:
+    """[start, stop) of each page of ``count`` frames, ``per_page`` each (rounded down to whole
+    pool frames of ``frames_per_slot`` frames): every frame on exactly one page, in order."""
+    if count < 1 or per_page < 1 or frames_per_slot < 1:
+        raise ValueError(f"need count, per_page and frames_per_slot >= 1, got {count}, {per_page}, {frames_per_slot}")
+    step = max(frames_per_slot, per_page - per_page % frames_per_slot)
+    return [(start, min(start + step, count)) for start in range(0, count, step)]
+
+
+def slice_provenance(provenance: Provenance, start: int, stop: int) -> Provenance:
+    """The provenance of sampled frames [start, stop): the pool frames holding them (``start``
+    a multiple of ``frames_per_slot``). Cluster and slot ids stay those of the whole answer."""
+    per_slot = int(provenance.frames_per_slot)
+    if start % per_slot or not 0 <= start < stop:
+        raise ValueError(f"a slice must start on a pool frame (a multiple of {per_slot}) before its stop, "
+                         f"got [{start}, {stop})")
+    a, b = start // per_slot, -(-stop // per_slot)
+    return Provenance(
+        status=np.asarray(provenance.status)[a:b],
+        cluster=np.asarray(provenance.cluster)[a:b],
+        slot=np.asarray(provenance.slot)[a:b],
+        frames_per_slot=per_slot,
+        timestamps=np.asarray(provenance.timestamps)[a:b],
+        tokens_per_frame=np.asarray(provenance.tokens_per_frame)[a:b],
+    )
+
+
+def retention_page(
+    frames: np.ndarray,
+    provenance: Provenance,
+    page: int,
+    *,
+    per_page: int = 64,
+    timestamps=None,
+    tile_width: int = 128,
+    columns: int = 8,
+    title: str | None = None,
+) -> Image.Image:
+    """Page ``page`` (0-based) of the retention grid of a long video: `retention_grid` of the
+    frames in `page_ranges`' ``page``-th range, labelled with their place in the whole video,
+    each cluster in the same colour on every page."""
+    ranges = page_ranges(len(frames), per_page, int(provenance.frames_per_slot))
+    if not 0 <= page < len(ranges):
+        raise ValueError(f"page must be in [1, {len(ranges)}], got {page + 1}")
+    start, stop = ranges[page]
+    cluster = np.asarray(provenance.cluster)
+    times = None if timestamps is None else np.asarray(timestamps, dtype=float)[start:stop]
+    return retention_grid(frames[start:stop], slice_provenance(provenance, start, stop), timestamps=times,
+                          tile_width=tile_width, columns=min(columns, stop - start), title=title, first=start,
+                          cluster_ids=np.unique(cluster[cluster >= 0]))
+
+
+def tokens_timeline(
+    provenance: Provenance,
+    *,
+    marks=None,
+    timestamps=None,
+    width: int = 1100,
+    height: int = 120,
+    title: str | None = None,
+    marks_label: str = "frames the baseline sees",
+) -> Image.Image:
+    """Every pool frame of an answer at once: one bar per frame, as tall as the tokens it sends to
+    the LLM (``provenance.tokens_per_frame``), a red tick under each frame that sends none, and
+    a blue tick over each index in ``marks`` (sampled frames, e.g. those an uncompressed run on
+    the same budget sees). ``timestamps``: [T] seconds of the sampled frames, for the axis."""
+    counts = np.asarray(provenance.tokens_per_frame).astype(int)
+    slots, per_slot = len(counts), int(provenance.frames_per_slot)
+    if slots < 1:
+        raise ValueError("provenance has no frames")
+    pad, top, axis = 8, (24 if title else 6) + 10, 18
+    plot_w = max(width - 2 * pad, slots)
+    bar_h = max(20, height - top - axis - 8)
+    canvas = Image.new("RGB", (plot_w + 2 * pad, top + bar_h + 8 + axis), _BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    small = _font(12)
+    if title:
+        draw.text((pad, 4), title, fill=_TEXT, font=_font(15))
+    peak = max(int(counts.max()), 1)
+    x_of = [pad + round(i * plot_w / slots) for i in range(slots + 1)]
+    base = top + bar_h
+    for i, k in enumerate(counts):
+        x0, x1 = x_of[i], max(x_of[i], x_of[i + 1] - (1 if plot_w / slots >= 3 else 0))
+        if k == 0:
+            draw.rectangle([x0, base + 2, x1, base + 6], fill=ZERO_TOKENS)
+        else:
+            draw.rectangle([x0, base - max(1, round(k / peak * bar_h)), x1, base], fill=STATUS_COLORS[REFILLED])
+    for t in [] if marks is None else np.asarray(marks, dtype=int):
+        x = (x_of[t // per_slot] + x_of[t // per_slot + 1]) // 2
+        draw.line([x, top - 9, x, top - 2], fill=(20, 60, 200), width=2)
+    draw.line([pad, base, pad + plot_w, base], fill=(120, 120, 120))
+    ends = ["#1", f"#{slots * per_slot}" if per_slot > 1 else f"#{slots}"]
+    if timestamps is not None and len(timestamps):
+        ends = [f"{ends[0]} {float(timestamps[0]):.1f}s", f"{ends[1]} {float(timestamps[-1]):.1f}s"]
+    zero = int((counts == 0).sum())
+    middle = (f"bar = tokens sent to the LLM (max {peak}); red: {zero} frame{'s' * (zero != 1)} send none"
+              + ("; blue ticks: " + marks_label if marks is not None else ""))
+    y = base + 8
+    draw.text((pad, y), ends[0], fill=_TEXT, font=small)
+    draw.text((pad + plot_w // 2, y), middle, fill=_TEXT, font=small, anchor="ma")
+    draw.text((pad + plot_w, y), ends[1], fill=_TEXT, font=small, anchor="ra")
     return canvas
 
 

@@ -220,3 +220,65 @@ def test_4k_frames_are_scaled_down_while_decoding(make_clip):
     assert full.frames.shape[1:3] == (2160, 3840)
     with pytest.raises(ValueError, match="max_side"):
         load_video(path, num_frames=1, max_side=0)
+
+
+def _backends():
+    return ["pyav", "decord"] if video_module._decord_available() else ["pyav"]
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("name, asked", [("b.mp4", 40), ("world.mp4", 100)])  # decoded front to back; by seeking
+def test_streamed_chunks_are_the_loaded_frames(gradio_clip, backend, name, asked):
+    path = gradio_clip(name)
+    whole = load_video(path, asked, backend=backend)
+    stream = video_module.stream_video(path, asked, chunk=16, backend=backend)
+    assert (stream.num_frames, stream.total_frames, stream.fps) == (whole.num_frames, whole.total_frames, whole.fps)
+    assert (stream.height, stream.width, stream.backend) == (whole.height, whole.width, backend)
+    chunks = list(stream)
+    sizes = [c.num_frames for c in chunks]
+    assert sizes[:-1] == [16] * (len(sizes) - 1) and 1 <= sizes[-1] <= 16
+    assert np.array_equal(np.concatenate([c.frames for c in chunks]), whole.frames)
+    assert np.array_equal(np.concatenate([c.frame_indices for c in chunks]), whole.frame_indices)
+    assert np.array_equal(stream.timestamps, whole.timestamps)
+    assert np.array_equal(stream.frame_indices, whole.frame_indices)
+    assert (stream.duration, stream.note) == (whole.duration, whole.note)
+    with pytest.raises(ValueError, match="read once"):
+        list(stream)
+
+
+def test_streamed_short_clip_notes_the_shortfall_like_load_video(make_clip):
+    path = make_clip("five.mp4", 5)
+    stream = video_module.stream_video(path, 32, chunk=2, backend="pyav")
+    assert [c.num_frames for c in stream] == [2, 2, 1]
+    assert stream.note == load_video(path, 32, backend="pyav").note == "video has 5 frames; sampled 5 of 32 asked"
+
+
+def test_stream_checks_the_request_and_budget_before_decoding(gradio_clip, monkeypatch):
+    path = gradio_clip("b.mp4")
+    with pytest.raises(ValueError, match="chunk"):
+        video_module.stream_video(path, 8, chunk=0)
+    with pytest.raises(ValueError, match="num_frames"):
+        video_module.stream_video(path, 0)
+    monkeypatch.setattr(video_module, "MAX_PIXELS", 100)
+    with pytest.raises(ValueError, match="megapixels"):
+        video_module.stream_video(path, 8, backend="pyav")
+
+
+@pytest.mark.skipif(not video_module._decord_available(), reason="decord is not installed")
+def test_decord_failing_mid_file_falls_back_whole_but_not_mid_stream(gradio_clip, monkeypatch):
+    path = gradio_clip("b.mp4")
+    reference = load_video(path, 40, backend="pyav")
+    real = video_module._read_decord
+
+    def fails_after_one_chunk(*args):
+        reader = real(*args)
+        yield next(reader)
+        yield next(reader)
+        raise video_module._DecordFailed()
+
+    monkeypatch.setattr(video_module, "_read_decord", fails_after_one_chunk)
+    whole = load_video(path, 40)  # decord planned, then failed after handing out frames: PyAV
+    assert whole.backend == "pyav" and np.array_equal(whole.frames, reference.frames)
+    stream = video_module.stream_video(path, 40, chunk=16)
+    with pytest.raises(video_module.FramesChanged, match="load_video"):
+        list(stream)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..results import Answer
-from .runner import Comparison, run_label
+from .runner import Comparison, budget_text, run_label
 
 COST_HEADERS = [
     "run", "visual tokens in LLM → after K", "FLOPs", "% of baseline FLOPs", "compression s", "prefill s",
@@ -37,7 +37,8 @@ def shown_text(answer: Answer) -> str:
 
 
 def cost_rows(result: Comparison) -> list[list[str]]:
-    """One row of costs per run (`COST_HEADERS`), the baseline first."""
+    """One row of costs per run (`COST_HEADERS`), the baseline first. ``result``: a `Comparison`,
+    or anything with its ``baseline``, ``answers`` and ``labels`` (`stc.demo.SameCost`)."""
     b = result.baseline.stats
     rows = []
     for label, answer in zip(result.labels, result.answers):
@@ -93,9 +94,9 @@ def details(result: Comparison) -> str:
     """Markdown under the results: what ran, on what, how long, and any note about the video."""
     b = result.baseline.stats
     runs = len(result.runs)
-    retention = sorted({f"{a.config.retention * 100:g}%" for a in result.runs})
-    what = (f"**{run_label(result.runs[0].config)}**" if runs == 1
-            else f"**{runs} methods at {', '.join(retention)} retention**")
+    budgets = sorted({budget_text(a.config) for a in result.runs})
+    shared = ", ".join(budgets) + (" retention" if all(t.endswith("%") for t in budgets) else "")
+    what = f"**{run_label(result.runs[0].config)}**" if runs == 1 else f"**{runs} methods at {shared}**"
     memory = "CUDA max allocated" if b.peak_memory_kind == "cuda_max_allocated" else "process RSS"
     lines = [
         f"{what} and the baseline on `{result.model_id}` ({result.device}). One model instance; the video was "

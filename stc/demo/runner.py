@@ -31,9 +31,15 @@ class Cancelled(RuntimeError):
     """A comparison given up because its ``should_stop()`` said so (its visitor went away)."""
 
 
+def budget_text(config: STCConfig) -> str:
+    """A config's budget in words: '2%' (a retention) or '2,048 tokens' (``max_tokens``)."""
+    return f"{config.max_tokens:,} tokens" if config.max_tokens is not None else f"{config.retention * 100:g}%"
+
+
 def run_label(config: STCConfig | None) -> str:
-    """'stc 2%' — a run's name in tables, charts and progress; 'baseline' without a config."""
-    return "baseline" if config is None else f"{config.method} {config.retention * 100:g}%"
+    """'stc 2%' or 'stc 2,048 tokens' — a run's name in tables, charts and progress; 'baseline'
+    without a config."""
+    return "baseline" if config is None else f"{config.method} {budget_text(config)}"
 
 
 @dataclass

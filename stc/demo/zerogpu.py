@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from .loading import MODELS
+from .long import LLAVA_FRAME_TOKENS
 
 GPU_SECONDS_MAX = 240  # the longest ZeroGPU slot one click asks for
 # An anonymous visitor's daily ZeroGPU quota (Hugging Face's figure; signed-in accounts get more).
@@ -30,14 +31,37 @@ def gpu_seconds(model_id: str, video: str, question: str, config, num_frames: in
     36 s for a Run and 62 s for the default Compare: each fits an anonymous visitor's daily
     quota (`ANONYMOUS_GPU_SECONDS`); `quota_note` warns before a click that does not.
     """
-    big = MODELS.get(model_id, ("", 8.0))[1] >= 3 or model_id not in MODELS
-    per_frame = 0.25 if big else 0.1
-    per_token = 0.05 if big else 0.02
+    per_frame, per_token = _rates(model_id)
     runs = 1 + (len(config) if isinstance(config, (list, tuple)) else 1)
     generation = per_token * int(max_new_tokens)
     if max_seconds:
         generation = min(generation, float(max_seconds))
     seconds = 15 + per_frame * int(num_frames) + runs * generation
+    return int(min(GPU_SECONDS_MAX, math.ceil(seconds)))
+
+
+def _rates(model_id: str) -> tuple[float, float]:
+    """(seconds per frame decoded and encoded, seconds per generated token) on ZeroGPU's card."""
+    big = MODELS.get(model_id, ("", 8.0))[1] >= 3 or model_id not in MODELS
+    return (0.25, 0.05) if big else (0.1, 0.02)
+
+
+def long_gpu_seconds(model_id: str, video: str, question: str, max_tokens: int, num_frames: int,
+                     max_new_tokens: int, max_seconds: float | None = None) -> int:
+    """ZeroGPU seconds one "same cost, more frames" click asks for (called with the GPU function's
+    own arguments): start-up, decoding and encoding every frame for stc, encoding the frames the
+    budget buys the baseline (LLaVA-OneVision: budget / 196; other families: up to every frame),
+    and two generations, each at most ``max_seconds``; at most `GPU_SECONDS_MAX`. The defaults
+    (256 frames, 2,048 tokens, 128 new tokens) ask 95 s on a 7B model, within an anonymous
+    visitor's quota; 512 frames ask more (`quota_note` says so before the click).
+    """
+    per_frame, per_token = _rates(model_id)
+    frames = int(num_frames)
+    baseline = frames if "-vl" in model_id.lower() else min(frames, max(1, int(max_tokens) // LLAVA_FRAME_TOKENS))
+    generation = per_token * int(max_new_tokens)
+    if max_seconds:
+        generation = min(generation, float(max_seconds))
+    seconds = 15 + per_frame * (frames + baseline) + 2 * generation
     return int(min(GPU_SECONDS_MAX, math.ceil(seconds)))
 
 

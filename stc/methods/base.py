@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
 import torch
 
-from ..arith import budget_for, keep_count
+from ..arith import keep_count
 from ..results import Compressed
 
 if TYPE_CHECKING:
@@ -76,9 +76,10 @@ def identity(features: torch.Tensor) -> Compressed:
 
 
 def stage1_then_keep(method: "Method", config: "STCConfig", total: int) -> TokenCounts:
-    """The usual counts: stage 1 keeps round(retention x total) (every token without a stage 1);
+    """The usual counts: stage 1 keeps config.budget(total), i.e. round(retention x total) or
+    max_tokens (every token without a stage 1);
     layer K keeps round(inner_keep x that) (nothing changes without an inner strategy)."""
-    first = budget_for(config.retention, total) if method.stage1 is not None else total
+    first = config.budget(total) if method.stage1 is not None else total
     return TokenCounts(first, keep_count(config.inner_keep, first) if method.inner is not None else first)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 
-from ..arith import budget_for
 from ..merge import Merged
 from .base import Method, TokenCounts
 
@@ -42,7 +41,7 @@ def _inner(config):
 
 def fastv_counts(method, config, total: int) -> TokenCounts:
     """Every token enters the LLM; the retention counts the tokens that survive layer K."""
-    return TokenCounts(total, budget_for(config.retention, total))
+    return TokenCounts(total, config.budget(total))
 
 
 def default_layer(num_layers: int) -> int:

@@ -41,7 +41,8 @@ from ..results import (
     Provenance,
     Stats,
 )
-from ..video import Video, load_video
+from ..stream import WINDOW_FRAMES, StreamCompressor
+from ..video import MAX_FRAMES, FramesChanged, Video, VideoStream, load_video, stream_video
 from .family import MAX_QUESTION_CHARS, ZERO_WIDTH_SPACE, FamilyAdapter, PromptInputs, check_question
 from .inner import InnerPlan, InnerPruning, attention_layer_for
 from .measure import PeakMemory, StopWhen, Timer, is_out_of_memory
@@ -68,6 +69,19 @@ class Prepared:
     def stage2(self):
         """Context manager: stage 2's hooks for one model call (a no-op without stage 2)."""
         return self.pruning if self.pruning is not None else nullcontext()
+
+
+# Methods whose stage 1 a long video streams through `StreamCompressor` (stc's own).
+STREAM_METHODS = ("stc", "stc-stage1")
+# Frames encoded at once on the streaming path.
+CHUNK_FRAMES = 16
+
+
+def _frames_of(video: Video, start: int, stop: int) -> Video:
+    """Frames [start, stop) of ``video`` as a Video (a view: no pixels are copied)."""
+    return Video(frames=video.frames[start:stop], timestamps=video.timestamps[start:stop], fps=video.fps,
+                 duration=video.duration, source=video.source, frame_indices=video.frame_indices[start:stop],
+                 total_frames=video.total_frames, backend=video.backend)
 
 
 def _check_generation(max_new_tokens, max_seconds) -> None:
@@ -171,15 +185,77 @@ class VideoLLM:
         method = get_method(config.method)
         return method.layer(config, self.num_layers) if method.inner is not None else None
 
-    def _as_video(self, video, num_frames: int, step) -> Video:
+    def _as_video(self, video, num_frames: int, step, fps: float | None = None, max_frames: int = MAX_FRAMES,
+                  config: STCConfig | None = None, lazy: bool = True) -> Video | VideoStream:
+        """``video`` itself, or the file sampled: a `VideoStream` (decoded chunk by chunk while
+        it is encoded) when ``answer`` will stream it (see `streams`), else a `Video`."""
         if isinstance(video, Video):
             return video
+        if lazy and config is not None and config.method in STREAM_METHODS and self.adapter.streamable:
+            stream = stream_video(Path(video), num_frames, fps=fps, max_frames=max_frames, chunk=CHUNK_FRAMES)
+            if self.streams(stream, config):
+                return stream
+            step("decoding video")
+            return stream.read()
         step("decoding video")
-        return load_video(Path(video), num_frames=num_frames)
+        return load_video(Path(video), num_frames=num_frames, fps=fps, max_frames=max_frames)
+
+    def streams(self, video: Video | VideoStream, config: STCConfig | None) -> bool:
+        """Whether ``answer`` encodes ``video`` in chunks through `StreamCompressor`: stc's stage 1
+        on more than one window of frames (`stc.stream.WINDOW_FRAMES`), on a family whose frames
+        encode independently (LLaVA-OneVision)."""
+        return (config is not None and config.method in STREAM_METHODS and self.adapter.streamable
+                and video.num_frames > WINDOW_FRAMES)
+
+    def _encode_stream(self, video: Video | VideoStream, config: STCConfig) -> tuple[Encoded, Compressed, float]:
+        """Encode CHUNK_FRAMES frames at a time and hand each chunk's features to a
+        `StreamCompressor` (then drop them): peak memory is one chunk's activations and
+        features plus the budget, whatever the frame count (and, for a `VideoStream`, one
+        chunk of decoded frames). Returns an `Encoded` whose ``features`` is a zero-stride
+        placeholder of the video's [S, N, D] shape (nothing is held), the stage-1 result, and
+        the compression time. Raises `FramesChanged` when a stream gives other than the
+        frames it planned (the budget was set for those)."""
+        compressor, vision, compress, last = None, 0.0, 0.0, None
+        frames = video.num_frames
+        if isinstance(video, VideoStream):
+            chunks = iter(video)
+        else:
+            chunks = (_frames_of(video, start, start + CHUNK_FRAMES) for start in range(0, frames, CHUNK_FRAMES))
+        for chunk in chunks:
+            last = self.adapter.encode(chunk)
+            del chunk
+            vision += last.vision_seconds
+            if compressor is None:
+                budget = config.budget(frames * last.features.shape[1])
+                compressor = StreamCompressor(budget, tau=config.tau, cluster_ratio=config.cluster_ratio,
+                                              knn_k=config.knn_k)
+            self._sync()
+            t0 = time.perf_counter()
+            compressor.add(last.features, last.scores)
+            self._sync()
+            compress += time.perf_counter() - t0
+            last.features = last.scores = None  # this chunk's features are not kept
+        if len(video.timestamps) != frames:
+            raise FramesChanged(f"{video.source}: {len(video.timestamps)} frames decoded, {frames} planned")
+        t0 = time.perf_counter()
+        kept = compressor.finish()
+        self._sync()
+        compress += time.perf_counter() - t0
+        n, d = compressor.tokens_per_frame, kept.tokens.shape[1]
+        encoded = Encoded(
+            features=kept.tokens.new_empty(1, 1, d).expand(frames, n, d),
+            scores=torch.empty(1, 1).expand(frames, n),
+            extra=last.extra,
+            grid=last.grid,
+            frames_per_slot=last.frames_per_slot,
+            vision_seconds=vision,
+            aux={"timestamps": video.timestamps, "streamed": True},
+        )
+        return encoded, kept, compress
 
     @torch.no_grad()
     def prepare(
-        self, video: Video, question: str, config: STCConfig | None = None, progress: Callable[[str], None] | None = None
+        self, video: Video | VideoStream, question: str, config: STCConfig | None = None, progress: Callable[[str], None] | None = None
     ) -> Prepared:
         """Everything before generation: encode (cached), stage 1, the prompt, stage 2's patch.
 
@@ -189,18 +265,26 @@ class VideoLLM:
         question = check_question(question)
         if config is not None and not isinstance(config, STCConfig):
             raise ValueError(f"config must be an stc.STCConfig or None, got {type(config).__name__}")
+        if isinstance(video, VideoStream) and not self.streams(video, config):
+            video = video.read()
         step = progress or (lambda _msg: None)
         method = get_method("none" if config is None else config.method)
-        step("encoding video")
-        encoded, cached = self.encode(video)
-        step("compressing" if method.stage1 is not None else "preparing prompt")
-        total = encoded.num_tokens
-        self._sync()
-        t0 = time.perf_counter()
-        counts = method.counts(config, total) if config is not None else TokenCounts(total, total)
-        kept = method.compress(encoded.features, encoded.scores, counts.stage1, grid=encoded.grid, config=config)
-        self._sync()
-        compress_seconds = time.perf_counter() - t0 if method.stage1 is not None else 0.0
+        if self.streams(video, config):
+            decoding = "decoding, " if isinstance(video, VideoStream) else ""
+            step(f"{decoding}encoding and compressing {video.num_frames} frames, {CHUNK_FRAMES} at a time")
+            encoded, kept, compress_seconds = self._encode_stream(video, config)
+            cached, counts = False, method.counts(config, encoded.num_tokens)
+        else:
+            step("encoding video")
+            encoded, cached = self.encode(video)
+            step("compressing" if method.stage1 is not None else "preparing prompt")
+            total = encoded.num_tokens
+            self._sync()
+            t0 = time.perf_counter()
+            counts = method.counts(config, total) if config is not None else TokenCounts(total, total)
+            kept = method.compress(encoded.features, encoded.scores, counts.stage1, grid=encoded.grid, config=config)
+            self._sync()
+            compress_seconds = time.perf_counter() - t0 if method.stage1 is not None else 0.0
         rule = config.position_rule if config is not None else "original"
         inputs = self.adapter.prompt_inputs(question, encoded, kept, positions=rule)
         pruning = None
@@ -229,11 +313,21 @@ class VideoLLM:
         config: STCConfig | None = None,
         max_new_tokens: int = 128,
         num_frames: int = 32,
+        fps: float | None = None,
+        max_frames: int = MAX_FRAMES,
         progress: Callable[[str], None] | None = None,
         max_seconds: float | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Answer:
-        """Answer ``question`` about ``video`` (a `Video` or a path, sampled to ``num_frames``).
+        """Answer ``question`` about ``video`` (a `Video`, or a path sampled to ``num_frames``, or
+        at ``fps`` frames per second up to ``max_frames``: see `stc.load_video`).
+
+        Long videos: with stc (``method`` "stc" or "stc-stage1") on more than
+        `stc.stream.WINDOW_FRAMES` frames, LLaVA-OneVision encodes CHUNK_FRAMES frames at a time
+        into a `StreamCompressor` (see `streams`), so memory holds one chunk's features and the
+        budget, never every frame's features; given a path, frames are decoded chunk by chunk too
+        (`stc.video.stream_video`), so no more than one chunk of decoded frames is held either. Give the
+        budget in tokens with ``STCConfig(max_tokens=...)`` to pay the same cost for more frames.
 
         ``config=None`` runs the uncompressed baseline; an `STCConfig` runs stage 1 before the
         LLM and stage 2 at layer K (``inner_keep=1.0`` turns stage 2 off). ``progress`` gets the
@@ -245,10 +339,15 @@ class VideoLLM:
         """
         _check_generation(max_new_tokens, max_seconds)
         step = progress or (lambda _msg: None)
-        video = self._as_video(video, num_frames, step)
+        source = video
+        video = self._as_video(source, num_frames, step, fps, max_frames, config)
         with self._out_of_memory_as_error(video):
             with self._lock, PeakMemory(self.device) as memory:
-                prep = self.prepare(video, question, config, progress=step)
+                try:
+                    prep = self.prepare(video, question, config, progress=step)
+                except FramesChanged:  # the file had to be sampled again mid-stream: decode it whole
+                    video = self._as_video(source, num_frames, step, fps, max_frames, config, lazy=False)
+                    prep = self.prepare(video, question, config, progress=step)
                 step("generating")
                 generated = self._generate(prep, max_new_tokens, max_seconds, should_stop)
         stats = self._stats(prep, generated, memory)

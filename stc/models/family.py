@@ -51,6 +51,9 @@ class FamilyAdapter:
     # processors stands in for the torchvision one where torchvision does not import.
     processor_class: str = ""
     video_processor_kind: str = ""
+    # Frames encode independently of each other, so a long video may be encoded in chunks
+    # (VideoLLM.streams).
+    streamable: bool = False
 
     @classmethod
     def load_processor(cls, source: str, **hub_kwargs):

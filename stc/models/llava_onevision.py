@@ -28,6 +28,8 @@ class LlavaOnevisionAdapter(FamilyAdapter):
     model_type = "llava_onevision"
     processor_class = "LlavaOnevisionProcessor"
     video_processor_kind = "llava_onevision"
+    # SigLIP, the projector and the pooling work frame by frame; the newline is one parameter.
+    streamable = True
 
     @property
     def _core(self):
