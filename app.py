@@ -1,5 +1,6 @@
-"""stc demo: one question about one video, answered with all visual tokens and with stc, or with
-every method side by side.
+"""stc demo: one question about one video, answered with all visual tokens and with stc, with
+every method side by side, or at one token budget: stc on many frames, the baseline on the few the
+budget buys ("same cost, more frames").
 
     python app.py                      # default model (see stc/demo/loading.py), http://127.0.0.1:7860
     python app.py --model tiny-random/llava-onevision
@@ -15,7 +16,8 @@ ZeroGPU, explicitly: `spaces` is imported before anything initialises CUDA (firs
 the model is loaded and placed on the device in `create_app`, before `launch`, which is when
 ZeroGPU packs the weights; and all GPU work of a click runs in ONE `@spaces.GPU` function,
 `compare_on_gpu`, defined at module level, in a forked worker, with picklable arguments and
-results, for a duration computed from the request (`stc.demo.gpu_seconds`).
+results, for a duration computed from the request (`stc.demo.gpu_seconds`); the "same cost, more
+frames" tab's click is likewise one call, `long_on_gpu` (`stc.demo.long_gpu_seconds`).
 
 A request is checked before any GPU time is spent: its controls, that its video is an upload
 (or an example) and nothing else on the server, and the video's header against the duration and
@@ -43,6 +45,10 @@ from gradio_client.utils import is_http_url_like
 
 from stc import OutOfMemory, STCConfig, get_method
 from stc import demo as logic
+from stc.eval import build_prompt
+from stc.toy.data import OPTIONS as TOY_OPTIONS
+from stc.toy.data import QUESTIONS as TOY_QUESTIONS
+from stc.video import probe
 from stc import viz
 from stc.models.base import MAX_QUESTION_CHARS
 
@@ -86,12 +92,28 @@ MODEL_IDS: list[str] = []
 demo: gr.Blocks | None = None
 
 # Examples: short clips shipped in examples/ (sources and licence in examples/README.md).
+TOY_EXAMPLES = ("colour", "count")  # the question types the toy learnt (toy/llava-onevision/README.md)
+
+
+def toy_question(kind: str) -> str:
+    """The prompt of one synthetic question type: what `stc.eval` asks and the toy was trained on."""
+    return build_prompt(TOY_QUESTIONS[kind], TOY_OPTIONS[kind], "videomme")
+
+
 EXAMPLES_DIR = HERE / "examples"
+# The synthetic clips (stc.toy.data) come first, asked exactly as the toy model was trained to
+# read them (question, options, "answer with the letter"): the model it falls back to offline
+# answers those for real.
 EXAMPLES = [
+    *([f"examples/toy_{kind}.mp4", toy_question(kind)] for kind in TOY_EXAMPLES),
     ["examples/earth_at_night.mp4", "Which parts of the Earth are lit up as it turns?"],
     ["examples/thanks_for_watching.mp4", "What text appears on the screen, and in which colour?"],
     ["examples/earth_rotation.mp4", "What is shown in this video, and how does it move?"],
 ]
+# What the examples list shows: the synthetic prompts start with the multiple-choice
+# instruction, so they are named by their question.
+EXAMPLE_LABELS = [f"synthetic clip (toy model): {TOY_QUESTIONS[kind]}" for kind in TOY_EXAMPLES] + [
+    f"{Path(clip).stem.replace('_', ' ')}: {q}" for clip, q in EXAMPLES[len(TOY_EXAMPLES):]]
 
 KNOBS = logic.KNOBS
 
@@ -264,6 +286,22 @@ def compare_on_gpu(model_id: str, video: str, question: str, configs: tuple[STCC
         raise _gpu_error(err) from None
 
 
+@spaces.GPU(duration=logic.long_gpu_seconds)
+def long_on_gpu(model_id: str, video: str, question: str, max_tokens: int, num_frames: int, max_new_tokens: int,
+                max_seconds: float | None = None) -> logic.SameCost:
+    """Both answers of "same cost, more frames" in one GPU slot whose duration grows with the
+    frames (`stc.demo.long_gpu_seconds`): strings and numbers in, a picklable `SameCost` out."""
+    progress = gr.Progress()
+    try:
+        llm = POOL.get(model_id)
+        return logic.run_same_cost(llm, video, question, max_tokens=max_tokens, num_frames=num_frames,
+                                   max_new_tokens=max_new_tokens, max_seconds=max_seconds,
+                                   progress=lambda fraction, desc: progress(fraction, desc=desc),
+                                   should_stop=client_gone())
+    except Exception as err:  # noqa: BLE001 - the worker reports one line, the server log the rest
+        raise _gpu_error(err) from None
+
+
 def _refuse(err: Exception) -> gr.Error:
     """Any failure of a request as one line naming the upload, never the server's folders."""
     message = str(err.message) if isinstance(err, gr.Error) else logic.one_line(err)
@@ -333,14 +371,78 @@ def run_methods(video, question, model_id, retention, frames, methods, tau, clus
         raise _refuse(err) from None
 
 
+def run_long(video, question, model_id, budget, frames, max_new_tokens, progress=gr.Progress()):
+    """The "same cost, more frames" button: stc on every frame and the baseline on the frames the
+    same budget buys; both answers, their costs, the tokens timeline and page 1 of the grid."""
+    try:
+        path, question, budget, frames, max_new_tokens = logic.check_long_request(video, question, budget, frames,
+                                                                                   max_new_tokens)
+        shown = Path(path).name
+        path = logic.check_video_path(path, video_dirs())
+        model_id = logic.check_model(model_id, MODEL_IDS)
+        logic.check_video_limits(path, LIMITS)
+        progress(0.0, desc=f"loading {model_id}")
+        llm = POOL.get(model_id)
+        logic.check_long_frames(llm, frames)
+        result = long_on_gpu(llm.model_id, path, question, budget, frames, max_new_tokens, LIMITS.max_generate_seconds)
+        result.video_name = shown
+        for note in result.notes:
+            gr.Warning(note)
+        progress(1.0, desc="drawing")
+        strip = viz.tokens_timeline(result.stc.provenance, marks=result.baseline_index, timestamps=result.timestamps,
+                                    title=logic.timeline_title(result),
+                                    marks_label=f"the {len(result.baseline_index)} frames the baseline sees")
+        grid, _ = _long_page(result, 1)
+        return (banner_for(llm), logic.shown_text(result.baseline), logic.shown_text(result.stc), _table(result),
+                strip, grid, result, logic.same_cost_details(result))
+    except Exception as err:  # noqa: BLE001
+        raise _refuse(err) from None
+
+
+def _long_page(result: logic.SameCost, page) -> tuple:
+    """(page ``page`` of stc's retention grid, the number of pages), `PER_PAGE` frames a page."""
+    provenance = result.stc.provenance
+    ranges = viz.page_ranges(len(result.frames), logic.PER_PAGE, provenance.frames_per_slot)
+    page = logic.check_page(page, len(ranges))
+    title = logic.page_title(result, page, len(ranges), *ranges[page - 1])
+    return viz.retention_page(result.frames, provenance, page - 1, per_page=logic.PER_PAGE,
+                              timestamps=result.timestamps, title=title), len(ranges)
+
+
+def long_controls(result):
+    """After a "same cost" run: name each answer after the frames and tokens it read, and set
+    the page control to the result's pages (its first page is shown)."""
+    if not isinstance(result, logic.SameCost):
+        return gr.update(), gr.update(), gr.update()
+    pages = len(viz.page_ranges(len(result.frames), logic.PER_PAGE, result.stc.provenance.frames_per_slot))
+    baseline_label, stc_label = result.labels
+    return (gr.Textbox(label=baseline_label), gr.Textbox(label=stc_label),
+            gr.Slider(value=1, maximum=pages, interactive=pages > 1))
+
+
+def show_long_page(result, page):
+    """Another page of the last "same cost" result's grid, drawn again without running the model."""
+    try:
+        if not isinstance(result, logic.SameCost):
+            raise ValueError("run “same cost, more frames” first")
+        return _long_page(result, page)[0]
+    except Exception as err:  # noqa: BLE001
+        raise _refuse(err) from None
+
+
 def banner_for(llm) -> str:
     reason = STARTUP.fallback_reason if llm is STARTUP.llm else None
     return logic.banner(llm, fallback_reason=reason)
 
 
 def run_example(video, question):
-    """Examples run with the default model and controls (what the Space caches lazily)."""
-    return run(video, question, STARTUP.llm.model_id, logic.RETENTION_PERCENT[2], logic.FRAMES[2], "stc",
+    """Examples run with the default model and controls (what the Space caches lazily), on as
+    many frames as the clip has up to the default (the synthetic clips have 8)."""
+    try:
+        frames = min(logic.FRAMES[2], max(logic.FRAMES[0], probe(video).frames))
+    except (ValueError, TypeError):
+        frames = logic.FRAMES[2]
+    return run(video, question, STARTUP.llm.model_id, logic.RETENTION_PERCENT[2], frames, "stc",
                *(logic.knob_default(name) for name in KNOBS), logic.MAX_NEW_TOKENS[2])
 
 
@@ -353,6 +455,18 @@ def gpu_note(model_id, frames, max_new_tokens, methods=None) -> str:
         runs = max(1, len(methods)) if methods is not None else 1
         seconds = logic.gpu_seconds(model_id, "", "", (None,) * runs, int(frames), int(max_new_tokens),
                                     LIMITS.max_generate_seconds)
+    except (TypeError, ValueError):
+        return ""
+    return logic.quota_note(seconds)
+
+
+def long_gpu_note(model_id, budget, frames, max_new_tokens) -> str:
+    """On ZeroGPU, before a "same cost" click: the GPU time it will ask for (empty elsewhere)."""
+    if not logic.on_zero_gpu():
+        return ""
+    try:
+        seconds = logic.long_gpu_seconds(model_id, "", "", int(budget), int(frames), int(max_new_tokens),
+                                         LIMITS.max_generate_seconds)
     except (TypeError, ValueError):
         return ""
     return logic.quota_note(seconds)
@@ -384,7 +498,8 @@ def build_demo() -> gr.Blocks:
             "Training-free token compression for Video-LLMs (Du et al., *Unified Spatiotemporal Token "
             "Compression for Video-LLMs at Ultra-Low Retention*, CVPR 2026). One Run answers your question "
             "twice on the same model: with every visual token, and with the tokens stc keeps. "
-            "*Compare methods* runs the baseline and every method you tick on the same model and video."
+            "*Compare methods* runs the baseline and every method you tick on the same model and video; "
+            "*same cost, more frames* gives stc hundreds of frames for the tokens a few uncompressed frames cost."
         )
         banner = gr.Markdown(logic.banner(llm, fallback_reason=STARTUP.fallback_reason), elem_id="banner")
         with gr.Row():
@@ -453,6 +568,40 @@ def build_demo() -> gr.Blocks:
                         gr.Markdown("### Token retention of each method")
                         compare_grids = gr.Image(show_label=False, type="pil", format="png", elem_id="compare-grids")
                         gr.Markdown(GRID_LEGEND)
+                    with gr.Tab("same cost, more frames", id="long", elem_id="tab-long"):
+                        gr.Markdown("One token budget, spent twice: stc reads many frames and keeps that many "
+                                    "tokens; the uncompressed model reads as many uniformly sampled frames as the "
+                                    "same budget buys. " + logic.frames_text(logic.long.on_gpu(llm)),
+                                    elem_id="long-limits")
+                        frames_cap = logic.LONG_FRAMES[1] if logic.long.on_gpu(llm) else logic.CPU_MAX_FRAMES
+                        with gr.Row():
+                            long_budget = gr.Slider(*logic.BUDGET_TOKENS[:2], value=logic.BUDGET_TOKENS[2], step=4,
+                                                    label="token budget (visual tokens entering the LLM, both runs)",
+                                                    elem_id="long-budget")
+                            long_frames = gr.Slider(logic.LONG_FRAMES[0], frames_cap, step=4,
+                                                    value=min(logic.LONG_FRAMES[2], frames_cap),
+                                                    label="frames stc reads", elem_id="long-frames")
+                        long_button = gr.Button("Same cost, more frames", variant="primary", elem_id="long")
+                        long_note = gr.Markdown(
+                            long_gpu_note(llm.model_id, logic.BUDGET_TOKENS[2], min(logic.LONG_FRAMES[2], frames_cap),
+                                          logic.MAX_NEW_TOKENS[2]),
+                            elem_id="long-gpu-note", visible=logic.on_zero_gpu())
+                        with gr.Row():
+                            long_baseline = gr.Textbox(label="baseline — the frames the budget buys", lines=6,
+                                                       elem_id="long-baseline-answer")
+                            long_stc = gr.Textbox(label="stc — every frame, the same budget", lines=6,
+                                                  elem_id="long-stc-answer")
+                        long_summary = gr.Markdown(elem_id="long-summary")
+                        long_table = gr.Dataframe(headers=logic.COST_HEADERS, label="costs, one row per run",
+                                                  wrap=True, elem_id="long-metrics", column_widths=COST_WIDTHS)
+                        gr.Markdown("### Tokens each frame sends to the LLM — every frame")
+                        long_timeline = gr.Image(show_label=False, type="pil", format="png", elem_id="long-timeline")
+                        gr.Markdown(f"### Token retention, {logic.PER_PAGE} frames a page")
+                        long_page = gr.Slider(1, logic.MAX_PAGES, value=1, step=1, label="page", interactive=False,
+                                              elem_id="long-page")
+                        long_grid = gr.Image(show_label=False, type="pil", format="png", elem_id="long-grid")
+                        gr.Markdown(GRID_LEGEND)
+                        long_result = gr.State()
 
         inputs = [video, question, model, retention, frames, method, tau, cluster_ratio, knn_k, inner_layer,
                   inner_keep, text_weight, max_new_tokens]
@@ -461,7 +610,8 @@ def build_demo() -> gr.Blocks:
             (video, "video"), (question, "question"), (model, "model"), (retention, "retention (%)"),
             (frames, "frames"), (method, "method"), (tau, "τ"), (cluster_ratio, "cluster ratio"), (knn_k, "kNN k"),
             (inner_layer, "K (stage-2 layer)"), (inner_keep, "R"), (text_weight, "λ"),
-            (max_new_tokens, "max new tokens"), (compare_methods, "method")]}
+            (max_new_tokens, "max new tokens"), (compare_methods, "method"), (long_budget, "token budget"),
+            (long_frames, "frames"), (long_page, "page")]}
         outputs = [banner, baseline_answer, compressed_answer, grid, table, chart, summary]
         # Both buttons share one concurrency group: one model, one request on it at a time.
         run_button.click(run, inputs, outputs, api_name="run", concurrency_id="model").success(
@@ -472,6 +622,11 @@ def build_demo() -> gr.Blocks:
         compare_button.click(run_methods, compare_inputs,
                              [banner, compare_answers, compare_table, compare_grids, compare_summary],
                              api_name="compare", concurrency_id="model")
+        long_button.click(run_long, [video, question, model, long_budget, long_frames, max_new_tokens],
+                          [banner, long_baseline, long_stc, long_table, long_timeline, long_grid, long_result,
+                           long_summary], api_name="long", concurrency_id="model").success(
+            long_controls, long_result, [long_baseline, long_stc, long_page], api_visibility="private", queue=False)
+        long_page.release(show_long_page, [long_result, long_page], long_grid, api_visibility="private")
         method.change(knob_states, method, [tau, cluster_ratio, knn_k, inner_layer, inner_keep, text_weight],
                       api_visibility="private", queue=False)
         if logic.on_zero_gpu():
@@ -480,11 +635,15 @@ def build_demo() -> gr.Blocks:
                                queue=False)
                 control.change(gpu_note, [model, frames, max_new_tokens, compare_methods], compare_note,
                                api_visibility="private", queue=False)
+            for control in (model, long_budget, long_frames, max_new_tokens):
+                control.change(long_gpu_note, [model, long_budget, long_frames, max_new_tokens], long_note,
+                               api_visibility="private", queue=False)
         gr.Examples(
             [[str(HERE / v), q] for v, q in EXAMPLES],
             [video, question],
             outputs,
             fn=run_example,
+            example_labels=EXAMPLE_LABELS,
             cache_examples=logic.on_space(),
             cache_mode="lazy",
         )

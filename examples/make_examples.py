@@ -1,4 +1,5 @@
-"""Rebuild the demo clips from the videos shipped in the gradio wheel (Apache-2.0).
+"""Rebuild the demo clips: re-encodings of videos shipped in the gradio wheel (Apache-2.0), and
+the synthetic clips the offline toy model answers (`stc.toy.data`, generated here).
 
     python examples/make_examples.py
 
@@ -21,6 +22,20 @@ CLIPS = {
     "earth_rotation.mp4": ("muted_b.mp4", 480, 30, 21),
     "thanks_for_watching.mp4": ("a.mp4", 640, 30, 21),
 }
+
+
+# The synthetic examples: for each question type the toy learnt (app.py's TOY_EXAMPLES), the first
+# seed of that type from 2,000,000 (neither a training seed nor a held-out test seed), whatever
+# the toy answers on it.
+TOY_EXAMPLE_START = 2_000_000
+TOY_TYPES = ("colour", "count")
+
+
+def toy_examples() -> dict[str, int]:
+    """{output name: seed} of the synthetic clips, one per shown question type."""
+    from stc.toy.data import TYPES
+
+    return {f"toy_{kind}.mp4": TOY_EXAMPLE_START + TYPES.index(kind) for kind in TOY_TYPES}
 
 
 def gradio_videos() -> Path:
@@ -60,6 +75,13 @@ def main() -> None:
         target = HERE / name
         reencode(videos / source, target, width, fps, crf)
         print(f"{target.relative_to(HERE.parent)}: {target.stat().st_size / 1024:.0f} KiB from gradio {source}")
+    from stc.toy.data import make_sample, write_mp4
+
+    for name, seed in toy_examples().items():
+        sample = make_sample(seed)
+        target = write_mp4(sample.frames, HERE / name)
+        print(f"{target.relative_to(HERE.parent)}: {target.stat().st_size / 1024:.0f} KiB, stc.toy seed {seed} "
+              f"({sample.kind}: {sample.question} -> {sample.answer_text})")
 
 
 if __name__ == "__main__":

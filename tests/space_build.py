@@ -17,7 +17,7 @@
    (a no-op when already satisfied, so it still proves the file resolves), then `pip check`.
 4. Copies what .github/workflows/space.yml publishes (its `files = [...]` list) to a fresh
    folder and starts `python <app_file>` there as the Space would: SYSTEM=spaces, SPACE_ID, no
-   hub (HF_HUB_OFFLINE=1, an empty HF_HOME, so the app falls back to its tiny model), loopback,
+   hub (HF_HUB_OFFLINE=1, an empty HF_HOME, so the app falls back to its toy model), loopback,
    a free port, and no SPACES_ZERO_GPU (that would make `spaces` call ZeroGPU's servers).
 5. Answers one request through gradio_client (from the Space venv) on a shipped example clip
    and checks the banner and both answers.
@@ -448,8 +448,8 @@ def answer_one_request(vpython: Path, url: str, clip: Path, app_log: Path, env: 
     if len(outputs) < 3:
         raise BuildError(f"/run returned {len(outputs)} outputs, expected the banner and two answers")
     banner, baseline, compressed = outputs[:3]
-    if not isinstance(banner, str) or "tiny" not in banner or "could not be loaded" not in banner:
-        raise BuildError(f"the banner does not say the app fell back to the tiny model: {str(banner)[:200]!r}")
+    if not isinstance(banner, str) or "toy model" not in banner or "could not be loaded" not in banner:
+        raise BuildError(f"the banner does not say the app fell back to the toy model: {str(banner)[:200]!r}")
     for name, text in (("baseline", baseline), ("compressed", compressed)):
         if not isinstance(text, str) or not text.strip():
             raise BuildError(f"/run returned no {name} answer ({text!r})")

@@ -112,13 +112,19 @@ def test_cached_checkpoint_loads_offline_under_its_hub_id(offline, tmp_path):
     assert "meaningless" not in logic.banner(llm)
 
 
-def test_default_falls_back_to_the_tiny_model_with_a_warning_banner(offline):
+def test_default_falls_back_to_the_toy_model_with_a_banner_that_says_so(offline):
+    """A checkout has the trained toy checkpoint: the offline fallback answers for real (about
+    synthetic shapes), and the banner says what it is and why it runs."""
+    assert logic.FALLBACK_MODEL == logic.TOY_LLAVA and (logic.TOY_PATH / "config.json").is_file()
     pool = logic.ModelPool()
     loaded = pool.load_default(logic.LLAVA_OV_05B)
-    assert loaded.llm.model_id == logic.FALLBACK_MODEL and loaded.llm.is_tiny
+    assert loaded.llm.model_id == logic.TOY_LLAVA and not loaded.llm.is_tiny
     assert loaded.requested == logic.LLAVA_OV_05B and "hub" in loaded.fallback_reason
     text = logic.banner(loaded.llm, fallback_reason=loaded.fallback_reason)
-    assert "meaningless" in text and logic.FALLBACK_MODEL in text and "cpu" in text
+    assert "toy model" in text and "synthetic" in text and "could not be loaded" in text and "cpu" in text
+    assert "meaningless" not in text
+    tiny = pool.get(TINY)  # the random-weight model is still offered, and still called meaningless
+    assert "meaningless" in logic.banner(tiny) and "toy" not in logic.banner(tiny)
     assert "meaningless" not in logic.banner(SimpleNamespace(model_id="x", is_tiny=False, device=loaded.llm.device))
 
 

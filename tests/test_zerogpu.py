@@ -5,7 +5,7 @@ import pytest
 from stc import STCConfig
 from stc import demo as logic
 
-SPACE_MODELS = [logic.LLAVA_OV_7B, logic.TINY_LLAVA, logic.TINY_QWEN]
+SPACE_MODELS = [logic.LLAVA_OV_7B, logic.TOY_LLAVA, logic.TINY_LLAVA, logic.TINY_QWEN]
 
 
 def _default_run(model_id: str) -> int:
@@ -41,7 +41,7 @@ def test_on_zero_gpu_only_models_loaded_at_start_and_the_tiny_ones_are_offered()
 
 def test_every_model_the_space_offers_needs_no_download_in_a_request(tmp_path):
     """The Space's default model is in preload_from_hub (downloaded at build time); the others
-    it offers are the offline tiny models."""
+    it offers are the offline models (the committed toy, the tiny random ones)."""
     from pathlib import Path
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text().split("---")[1]
@@ -49,5 +49,5 @@ def test_every_model_the_space_offers_needs_no_download_in_a_request(tmp_path):
                if line.startswith("  - ")]
     assert logic.LLAVA_OV_7B in preload
     for _, mid in logic.model_choices(logic.LLAVA_OV_7B, zero_gpu=True):
-        assert mid in preload or mid.startswith("tiny-random/")
+        assert mid in preload or mid in logic.OFFLINE_MODELS
     assert "suggested_hardware: zero-" in text

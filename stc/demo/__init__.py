@@ -4,11 +4,13 @@ One job per module:
     loading   which model runs: default checkpoint, hub probe, offline fallback, the model pool
     requests  one request checked before any model work: controls, `Limits`, the video's header
     runner    the comparison: the baseline and any number of method runs on one model, one video
+    long      same cost, more frames: stc on many frames vs the baseline on what the budget buys
     present   what the page shows of a comparison: the cost table, the answers, the summary
     zerogpu   what one click asks of ZeroGPU, and what the page says before it
 
 A request flows: `requests` checks it -> `loading.ModelPool` gives the model -> one GPU call runs
-`runner.run_comparison` -> `present` and `stc.viz` turn the `Comparison` into tables and images.
+`runner.run_comparison` (or `long.run_same_cost`) -> `present` and `stc.viz` turn the result into
+tables and images.
 """
 
 from .loading import (
@@ -16,9 +18,12 @@ from .loading import (
     LLAVA_OV_05B,
     LLAVA_OV_7B,
     MODELS,
+    OFFLINE_MODELS,
     QWEN2_5_VL_7B,
     TINY_LLAVA,
     TINY_QWEN,
+    TOY_LLAVA,
+    TOY_PATH,
     Loaded,
     ModelPool,
     ModelUnavailable,
@@ -30,6 +35,26 @@ from .loading import (
     model_choices,
     on_space,
     on_zero_gpu,
+)
+from .long import (
+    BUDGET_TOKENS,
+    CPU_MAX_FRAMES,
+    LONG_FRAMES,
+    MAX_PAGES,
+    ONE_PASS_MAX_FRAMES,
+    PER_PAGE,
+    SameCost,
+    baseline_frames,
+    check_long_frames,
+    check_long_request,
+    check_page,
+    frames_text,
+    max_frames_for,
+    page_title,
+    run_same_cost,
+    same_cost_details,
+    timeline_title,
+    visual_tokens,
 )
 from .present import (
     ANSWER_HEADERS,
@@ -64,8 +89,8 @@ from .requests import (
     one_line,
     span,
 )
-from .runner import Cancelled, Comparison, compare, run_comparison, run_label, thumbnails
-from .zerogpu import ANONYMOUS_GPU_SECONDS, GPU_SECONDS_MAX, gpu_seconds, quota_note
+from .runner import Cancelled, Comparison, budget_text, compare, run_comparison, run_label, thumbnails
+from .zerogpu import ANONYMOUS_GPU_SECONDS, GPU_SECONDS_MAX, gpu_seconds, long_gpu_seconds, quota_note
 
 __all__ = [
     "ANONYMOUS_GPU_SECONDS",
@@ -73,10 +98,16 @@ __all__ = [
     "answer_rows",
     "answer_title",
     "banner",
+    "baseline_frames",
+    "budget_text",
+    "BUDGET_TOKENS",
     "Cancelled",
     "check_layer",
+    "check_long_frames",
+    "check_long_request",
     "check_methods",
     "check_model",
+    "check_page",
     "check_request",
     "check_video_limits",
     "check_video_path",
@@ -86,12 +117,14 @@ __all__ = [
     "Comparison",
     "COST_HEADERS",
     "cost_rows",
+    "CPU_MAX_FRAMES",
     "default_model_id",
     "details",
     "device_name",
     "FALLBACK_MODEL",
     "flops_text",
     "FRAMES",
+    "frames_text",
     "gpu_seconds",
     "GPU_SECONDS_MAX",
     "grid_titles",
@@ -105,24 +138,39 @@ __all__ = [
     "LLAVA_OV_7B",
     "load_model",
     "Loaded",
+    "LONG_FRAMES",
+    "long_gpu_seconds",
     "make_config",
+    "max_frames_for",
     "MAX_NEW_TOKENS",
+    "MAX_PAGES",
     "method_choices",
     "model_choices",
     "ModelPool",
     "MODELS",
     "ModelUnavailable",
+    "OFFLINE_MODELS",
     "on_space",
     "on_zero_gpu",
     "one_line",
+    "ONE_PASS_MAX_FRAMES",
+    "page_title",
+    "PER_PAGE",
     "quota_note",
     "QWEN2_5_VL_7B",
     "RETENTION_PERCENT",
     "run_comparison",
     "run_label",
+    "run_same_cost",
+    "same_cost_details",
+    "SameCost",
     "shown_text",
     "span",
     "thumbnails",
+    "timeline_title",
     "TINY_LLAVA",
     "TINY_QWEN",
+    "TOY_LLAVA",
+    "TOY_PATH",
+    "visual_tokens",
 ]

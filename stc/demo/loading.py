@@ -17,6 +17,7 @@ import socket
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 from ..models import VideoLLM, load
@@ -30,13 +31,29 @@ LLAVA_OV_7B = "llava-hf/llava-onevision-qwen2-7b-ov-hf"
 QWEN2_5_VL_7B = "Qwen/Qwen2.5-VL-7B-Instruct"
 TINY_LLAVA = "tiny-random/llava-onevision"
 TINY_QWEN = "tiny-random/qwen2.5-vl"
-FALLBACK_MODEL = TINY_LLAVA
+# The toy LLaVA-OneVision trained here on synthetic shapes-and-colours clips (`stc.toy`),
+# committed in the repository (toy/llava-onevision): it answers such questions for real.
+TOY_LLAVA = "toy/llava-onevision"
+TOY_PATH = Path(__file__).resolve().parents[2] / TOY_LLAVA
+
+
+def _fallback() -> str:
+    """The offline model a demo falls back to: the toy where the repository has it (a checkout,
+    a Space), else the tiny random one (an installed package)."""
+    return TOY_LLAVA if (TOY_PATH / "config.json").is_file() else TINY_LLAVA
+
+
+FALLBACK_MODEL = _fallback()
+# Offline models: built or read from disk in seconds, nothing to download.
+OFFLINE_MODELS = (TOY_LLAVA, TINY_LLAVA, TINY_QWEN)
 
 # id -> (label, parameters in billions): the sizes let a CPU machine refuse a model it cannot hold.
 MODELS: dict[str, tuple[str, float]] = {
     LLAVA_OV_7B: ("LLaVA-OneVision 7B", 8.0),
     LLAVA_OV_05B: ("LLaVA-OneVision 0.5B", 0.9),
     QWEN2_5_VL_7B: ("Qwen2.5-VL 7B", 8.3),
+    **({TOY_LLAVA: ("toy LLaVA-OneVision: synthetic shapes and colours (offline)", 0.0)}
+       if FALLBACK_MODEL == TOY_LLAVA else {}),
     TINY_LLAVA: ("tiny random LLaVA-OneVision (offline)", 0.0),
     TINY_QWEN: ("tiny random Qwen2.5-VL (offline)", 0.0),
 }
@@ -68,12 +85,12 @@ def model_choices(*extra: str, zero_gpu: bool | None = None) -> list[tuple[str, 
     """(label, id) pairs for a model picker: the known models plus any ``extra`` ids.
 
     On ZeroGPU (``zero_gpu`` None: detected) only the ``extra`` ids (the models loaded at start,
-    whose weights ZeroGPU packed at launch) and the offline tiny models are offered: any other
+    whose weights ZeroGPU packed at launch) and the offline models (`OFFLINE_MODELS`) are offered: any other
     checkpoint would be downloaded and placed on the GPU inside a visitor's request, in a worker
     that forgets it afterwards.
     """
     zero_gpu = on_zero_gpu() if zero_gpu is None else zero_gpu
-    offered = [mid for mid in MODELS if not zero_gpu or mid.startswith("tiny-random/")]
+    offered = [mid for mid in MODELS if not zero_gpu or mid in OFFLINE_MODELS]
     ids = list(dict.fromkeys([m for m in extra if m and (m not in MODELS or zero_gpu)] + offered))
     return [(f"{MODELS[mid][0]} · {mid}" if mid in MODELS else mid, mid) for mid in ids]
 
@@ -150,6 +167,10 @@ def load_model(model_id: str, *, device: str = "auto", hub_timeout: float = 3.0)
     not cached, unknown id, too large for this machine, or any loading error.
     """
     try:
+        if model_id == TOY_LLAVA:
+            llm = load(str(TOY_PATH), device=device)
+            llm.model_id = TOY_LLAVA
+            return llm
         if model_id.startswith("tiny-random/") or os.path.isdir(model_id):
             return load(model_id, device=device)
         _check_fits(model_id)
@@ -247,13 +268,23 @@ def device_name(llm: VideoLLM) -> str:
 def banner(llm: VideoLLM, *, fallback_reason: str | None = None) -> str:
     """Markdown: which model runs on which device; a warning when it is the tiny model."""
     text = f"**Model:** `{llm.model_id}` &nbsp;·&nbsp; **device:** {device_name(llm)}"
-    if llm.is_tiny:
+    if llm.model_id == TOY_LLAVA:
+        text += (
+            "\n\nℹ️ **Offline toy model**: LLaVA-OneVision's architecture (196 tokens per frame), trained on "
+            "this machine on synthetic clips of coloured shapes. It answers two questions for real — the "
+            "colour of the small shape, and how many times the red square flashes — so try the two "
+            "synthetic examples: the two answers show where compression keeps or loses the evidence. "
+            "It knows nothing else."
+        )
+    elif llm.is_tiny:
         text += (
             "\n\n⚠️ **Offline tiny model with random weights: its answers are meaningless.** "
             "Token counts, the retention grid, FLOPs and timings are real for its architecture."
         )
-        if fallback_reason:
-            text += f"\n\n_The default model could not be loaded: {fallback_reason}._"
+    else:
+        return text
+    if fallback_reason:
+        text += f"\n\n_The default model could not be loaded: {fallback_reason}._"
     return text
 
 

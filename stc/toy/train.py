@@ -52,6 +52,17 @@ ARCH = dict(
     text_kv_heads=2,
 )
 
+# The type curriculum: the question types are introduced one at a time (each phase draws its
+# types uniformly; after the last phase, all four). Trained all at once from the first step, the
+# toy stays at chance within a CPU budget (one such 15-minute run answered "B" to everything):
+# every type needs its own way of finding a few tokens among 1,569, and the colour question (one
+# still, saturated object) is the one that is found first.
+PHASES: tuple[tuple[tuple[str, ...], int], ...] = (
+    (("colour",), 400),
+    (("colour", "flash"), 400),
+    (("colour", "flash", "count"), 400),
+)
+
 
 def toy_config(arch: dict | None = None):
     """The LLaVA-OneVision config of the toy: `tiny_config`'s with ``arch``'s widths."""
@@ -144,12 +155,12 @@ def train(
     steps: int | None = None,
     plan: int | None = None,
     frames: int = FRAMES,
-    lr: float = 2e-3,
-    warmup: int = 100,
+    lr: float = 5e-4,
+    warmup: int = 50,
     pool: int = 0,
     arch: dict | None = None,
-    kinds: tuple[str, ...] = TYPES,
-    curriculum: int = 1600,
+    phases: tuple[tuple[tuple[str, ...], int], ...] = PHASES,
+    curriculum: int = 3000,
     eval_seeds=TEST_SEEDS,
     log_every: int = 10,
     quiet: bool = False,
@@ -160,7 +171,8 @@ def train(
     The first ``curriculum`` steps draw their clips with every object enlarged by a factor
     uniform in [1, top] (`make_sample`'s ``scale``, objects clipped to the frame), top = 5 for
     the first half, then falling linearly to 1: small things are found first where they are
-    large. ``pool`` > 0 reuses that many pre-made clips (a short run that must not spend its time
+    large. ``phases`` is the type curriculum (`PHASES`): each phase draws only its question types,
+    and the steps after the last phase draw all four. ``pool`` > 0 reuses that many pre-made clips (a short run that must not spend its time
     encoding); 0 makes a fresh clip for every step. The learning rate warms up linearly for
     ``warmup`` steps, then follows a cosine to lr/10 over ``plan`` steps (default: ``steps``,
     or the step count the first 20 steps' speed predicts for ``minutes``; train.json records
@@ -184,7 +196,14 @@ def train(
     t_start = time.perf_counter()
     data_seconds = 0.0
     cache: list = []
-    kinds_at = [TYPES.index(k) for k in kinds]
+    ends = np.cumsum([steps_ for _, steps_ in phases]).tolist()
+
+    def kinds_at(step: int) -> list[int]:
+        """The question types drawn at ``step``: its phase's, all of them after the last phase."""
+        for (kinds, _), end in zip(phases, ends):
+            if step < end:
+                return [TYPES.index(k) for k in kinds]
+        return list(range(len(TYPES)))
 
     with tempfile.TemporaryDirectory(prefix="stc-toy-") as tmp:
         workdir = Path(tmp)
@@ -193,7 +212,8 @@ def train(
             if pool and step >= pool:
                 return cache[step % pool]
             seed_ = int(rng.integers(TRAIN_SEEDS.stop // len(TYPES))) * len(TYPES)
-            seed_ += kinds_at[int(rng.integers(len(kinds_at)))]
+            drawn = kinds_at(step)
+            seed_ += drawn[int(rng.integers(len(drawn)))]
             # curriculum: objects up to 5x larger (clipped to the frame) for the first half of
             # `curriculum`, then shrinking linearly to their real size at `curriculum`
             top = 1.0 + 4.0 * min(1.0, max(0.0, 2.0 - 2.0 * step / curriculum)) if curriculum else 1.0
@@ -248,7 +268,8 @@ def train(
     _write_curve(curve, out)
     meta = {
         "seed": seed, "steps": len(curve), "train_seconds": round(seconds, 1), "data_seconds": round(data_seconds, 1),
-        "plan": planned, "curriculum": curriculum, "frames": frames, "lr": lr, "warmup": warmup, "pool": pool, "arch": {**ARCH, **(arch or {})},
+        "plan": planned, "curriculum": curriculum,
+        "phases": [["+".join(k), n] for k, n in phases], "frames": frames, "lr": lr, "warmup": warmup, "pool": pool, "arch": {**ARCH, **(arch or {})},
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "final_loss_mean_last_100": float(np.mean([c["loss"] for c in curve[-100:]])) if curve else None,
     }
@@ -368,6 +389,17 @@ def evaluate(checkpoint: str | os.PathLike, seeds, *, frames: int = FRAMES, work
             "answers": answers}
 
 
+def _phases(text: str) -> tuple[tuple[tuple[str, ...], int], ...]:
+    phases = []
+    for part in filter(None, text.split(",")):
+        kinds, _, steps = part.partition(":")
+        kinds_ = tuple(kinds.split("+"))
+        if not steps.isdigit() or not set(kinds_) <= set(TYPES):
+            raise argparse.ArgumentTypeError(f"a phase is TYPE[+TYPE...]:STEPS with types from {TYPES}, got {part!r}")
+        phases.append((kinds_, int(steps)))
+    return tuple(phases)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stc.toy.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("toy/llava-onevision"), help="checkpoint folder")
@@ -376,11 +408,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="train exactly this many steps")
     parser.add_argument("--plan", type=int, default=None,
                         help="steps of the cosine schedule (default: --steps, or what --minutes allows)")
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--frames", type=int, default=FRAMES)
-    parser.add_argument("--curriculum", type=int, default=1600,
-                        help="steps over which objects shrink from up to 5x to their real size (default: 1600)")
+    parser.add_argument("--curriculum", type=int, default=3000,
+                        help="objects up to 5x for the first half of this many steps, then shrinking to their "
+                             "real size at its end (default: 3000)")
+    parser.add_argument("--phases", type=_phases, default=PHASES,
+                        help="the type curriculum: TYPE[+TYPE...]:STEPS,... then all types (default: "
+                             + ",".join("+".join(k) + f":{n}" for k, n in PHASES) + "; '' for none)")
     parser.add_argument("--pool", type=int, default=0, help="reuse this many clips (0: a fresh clip every step)")
     parser.add_argument("--eval", type=int, default=len(TEST_SEEDS),
                         help=f"held-out questions to score after training (default: {len(TEST_SEEDS)}; 0: none)")
@@ -388,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     train(args.out, seed=args.seed, minutes=args.minutes, steps=args.steps, plan=args.plan, frames=args.frames, lr=args.lr,
-          warmup=args.warmup, pool=args.pool, curriculum=args.curriculum, eval_seeds=TEST_SEEDS[: args.eval])
+          warmup=args.warmup, pool=args.pool, curriculum=args.curriculum, phases=args.phases, eval_seeds=TEST_SEEDS[: args.eval])
     print((args.out / "train.json").read_text())
     return 0
 
