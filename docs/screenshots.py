@@ -1,8 +1,9 @@
-"""Retake the README's screenshot of the demo: the app as it starts offline (falling back to the
-toy model, `toy/llava-onevision`), one Run of the first synthetic example at 10% retention, in
-headless Chromium.
+"""Retake the README's screenshots of the demo: the app as it starts offline (falling back to the
+toy model, `toy/llava-onevision`), in headless Chromium, at 10% retention: one Run of the
+synthetic colour example (docs/screenshot.png) and "compare methods" on the synthetic count
+example (docs/compare.png).
 
-    HF_HUB_OFFLINE=1 python docs/screenshots.py            # writes docs/screenshot.png
+    HF_HUB_OFFLINE=1 python docs/screenshots.py
 
 Needs what the browser test needs: Debian's Chromium at $CHROMIUM (default /usr/bin/chromium)
 and the playwright package (the `test` extra).
@@ -32,6 +33,54 @@ def _app():
     return module
 
 
+def _open(browser, port: int, example: str):
+    """A page with ``example`` (a label of the examples list) filled in, at RETENTION and 8 frames."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.wait_for_selector("#run", timeout=120_000)
+    page.get_by_text(example).first.click()  # an example fills the inputs (it runs nothing)
+    page.wait_for_selector("#video video", timeout=60_000)
+    for control, value in (("#retention", RETENTION), ("#frames", "8")):  # 8: all the clip has
+        box = page.locator(f"{control} input[type=number]")
+        box.fill(value)
+        box.press("Enter")
+    return page
+
+
+def _image_ready(page, selector: str) -> None:
+    page.wait_for_function(
+        f"() => {{ const img = document.querySelector('{selector} img'); "
+        "return img && img.complete && img.naturalWidth > 0 }",
+        timeout=300_000,
+    )
+
+
+def run_tab(browser, port: int, out: Path) -> None:
+    """The Run button on the colour example: both answers, the grid, the costs."""
+    page = _open(browser, port, "synthetic clip (toy model): What colour is the small shape?")
+    page.click("#run")
+    page.wait_for_function(
+        """() => ['#baseline-answer', '#compressed-answer'].every(
+               id => (document.querySelector(id + ' textarea')?.value || '').length > 0)""",
+        timeout=300_000,
+    )
+    _image_ready(page, "#grid")
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(out), full_page=True)
+    page.close()
+
+
+def compare_tab(browser, port: int, out: Path) -> None:
+    """Compare methods (the default ticks) on the count example."""
+    page = _open(browser, port, "synthetic clip (toy model): How many times does the red squa")
+    page.get_by_role("tab", name="compare methods").click()
+    page.click("#compare")
+    _image_ready(page, "#compare-grids")
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(out), full_page=True)
+    page.close()
+
+
 def main() -> int:
     from playwright.sync_api import sync_playwright
 
@@ -40,38 +89,15 @@ def main() -> int:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     app.launch(server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=True, quiet=True)
-    out = ROOT / "docs" / "screenshot.png"
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.wait_for_selector("#run", timeout=120_000)
-            # the first example (the synthetic colour clip) fills the inputs; retention 10%; Run
-            page.get_by_text("synthetic clip (toy model): What colour is the small shape?").first.click()
-            page.wait_for_selector("#video video", timeout=60_000)
-            retention = page.locator("#retention input[type=number]")
-            retention.fill(RETENTION)
-            retention.press("Enter")
-            frames = page.locator("#frames input[type=number]")
-            frames.fill("8")  # all the clip has
-            frames.press("Enter")
-            page.click("#run")
-            page.wait_for_function(
-                """() => ['#baseline-answer', '#compressed-answer'].every(
-                       id => (document.querySelector(id + ' textarea')?.value || '').length > 0)""",
-                timeout=300_000,
-            )
-            page.wait_for_function(
-                "() => { const img = document.querySelector('#grid img'); return img && img.complete && img.naturalWidth > 0 }",
-                timeout=120_000,
-            )
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(out), full_page=True)
+            run_tab(browser, port, ROOT / "docs" / "screenshot.png")
+            compare_tab(browser, port, ROOT / "docs" / "compare.png")
             browser.close()
     finally:
         app.demo.close()
-    print(f"{out.relative_to(ROOT)}: the app on {app.STARTUP.llm.model_id}")
+    print(f"docs/screenshot.png, docs/compare.png: the app on {app.STARTUP.llm.model_id}")
     return 0
 
 
