@@ -15,7 +15,7 @@ each goes through an mp4 file and `load_video`, as the evaluation clips do. Then
 OUT/loss.png and OUT/accuracy.json (accuracy per question type on held-out seeds, measured by
 loading OUT with `stc.load` and answering as `stc.eval` does).
 
-    python -m stc.toy.train --out toy/llava-onevision --seed 0 --minutes 18
+    python -m stc.toy.train --out toy/llava-onevision --seed 0 --steps 2000   # the committed weights
 
 With ``--steps N`` the run stops after N steps instead of after ``--minutes``. The same seed,
 steps and machine give the same weights (torch's CPU kernels are deterministic for one thread
