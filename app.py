@@ -46,6 +46,7 @@ from gradio_client.utils import is_http_url_like
 from stc import OutOfMemory, STCConfig, get_method
 from stc import demo as logic
 from stc.eval import build_prompt
+from stc.toy.data import DEMO_SEEDS as TOY_DEMO_SEEDS
 from stc.toy.data import OPTIONS as TOY_OPTIONS
 from stc.toy.data import QUESTIONS as TOY_QUESTIONS
 from stc.video import probe
@@ -92,7 +93,7 @@ MODEL_IDS: list[str] = []
 demo: gr.Blocks | None = None
 
 # Examples: short clips shipped in examples/ (sources and licence in examples/README.md).
-TOY_EXAMPLES = ("colour", "count")  # the question types the toy learnt (toy/llava-onevision/README.md)
+TOY_EXAMPLES = tuple(TOY_DEMO_SEEDS)  # the question types the toy learnt (toy/llava-onevision/README.md)
 
 
 def toy_question(kind: str) -> str:

@@ -60,13 +60,13 @@ frames, budget, threads, kind = json.loads(sys.argv[1])
 if threads:
     torch.set_num_threads(threads)
 import gradio, os, stc
-from stc.models.base import CHUNK_FRAMES, _frames_of
+from stc.models.base import CHUNK_FRAMES
 from stc.stream import StreamCompressor
 clip = os.path.join(os.path.dirname(gradio.__file__), "media_assets", "videos", "world.mp4")
 llm = stc.load("tiny-random/llava-onevision")
 video = stc.load_video(clip, num_frames=frames, max_side=384)
 if kind == "tiny":
-    parts = [llm.adapter.encode(_frames_of(video, a, a + CHUNK_FRAMES)) for a in range(0, frames, CHUNK_FRAMES)]
+    parts = [llm.adapter.encode(video.take(slice(a, a + CHUNK_FRAMES))) for a in range(0, frames, CHUNK_FRAMES)]
     features = torch.cat([p.features for p in parts]).float()
     scores = torch.cat([p.scores for p in parts])
 else:  # pooled pixels: 14x14 patches of 4x4 RGB, texture + colour against the frame (51 values)

@@ -24,18 +24,11 @@ CLIPS = {
 }
 
 
-# The synthetic examples: for each question type the toy learnt (app.py's TOY_EXAMPLES), the first
-# seed of that type from 2,000,000 (neither a training seed nor a held-out test seed), whatever
-# the toy answers on it.
-TOY_EXAMPLE_START = 2_000_000
-TOY_TYPES = ("colour", "count")
-
-
 def toy_examples() -> dict[str, int]:
-    """{output name: seed} of the synthetic clips, one per shown question type."""
-    from stc.toy.data import TYPES
+    """{output name: seed} of the synthetic clips (`stc.toy.data.DEMO_SEEDS`)."""
+    from stc.toy.data import DEMO_SEEDS
 
-    return {f"toy_{kind}.mp4": TOY_EXAMPLE_START + TYPES.index(kind) for kind in TOY_TYPES}
+    return {f"toy_{kind}.mp4": seed for kind, seed in DEMO_SEEDS.items()}
 
 
 def gradio_videos() -> Path:

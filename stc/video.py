@@ -183,6 +183,13 @@ class Video:
             "video_backend": self.backend,
         }
 
+    def take(self, index) -> "Video":
+        """The frames ``index`` selects (a slice: a view, no pixels copied; an int array: a
+        copy of those frames), with their timestamps and source indices."""
+        return Video(frames=self.frames[index], timestamps=self.timestamps[index], fps=self.fps,
+                     duration=self.duration, source=self.source, frame_indices=self.frame_indices[index],
+                     total_frames=self.total_frames, backend=self.backend)
+
     @classmethod
     def from_frames(cls, frames, *, fps: float = 1.0, timestamps=None, source: str | None = None) -> Video:
         """A Video of frames already in memory.

@@ -74,8 +74,8 @@ def test_qwen_tokens_come_from_its_own_grid():
     qwen = logic.load_model(logic.TINY_QWEN)
     video = load_video(CLIP, num_frames=8)
     index, tokens = logic.baseline_frames(qwen, video, 300)
-    assert tokens == logic.visual_tokens(qwen, logic.long.subset(video, index)) <= 300
-    more = logic.long.subset(video, np.sort(np.r_[index, np.setdiff1d(np.arange(8), index)[:1]]))
+    assert tokens == logic.visual_tokens(qwen, video.take(index)) <= 300
+    more = video.take(np.sort(np.r_[index, np.setdiff1d(np.arange(8), index)[:1]]))
     assert logic.visual_tokens(qwen, more) > 300 or len(index) == 8  # one frame more would not fit
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import stc
-from stc.models.base import CHUNK_FRAMES, _frames_of
+from stc.models.base import CHUNK_FRAMES
 from stc.stream import WINDOW_FRAMES, StreamCompressor
 from stc.video import MAX_PIXELS, MIN_AUTO_SIDE, _auto_side
 
@@ -65,9 +65,9 @@ def long_video(gradio_clip):
 
 def test_chunked_encoding_gives_the_features_of_one_pass(llm, long_video):
     """LLaVA-OneVision encodes frames independently: chunks give the one-pass features."""
-    head = _frames_of(long_video, 0, 2 * CHUNK_FRAMES)
+    head = long_video.take(slice(0, 2 * CHUNK_FRAMES))
     whole = llm.adapter.encode(head)
-    parts = [llm.adapter.encode(_frames_of(head, a, a + CHUNK_FRAMES)) for a in (0, CHUNK_FRAMES)]
+    parts = [llm.adapter.encode(head.take(slice(a, a + CHUNK_FRAMES))) for a in (0, CHUNK_FRAMES)]
     torch.testing.assert_close(torch.cat([p.features for p in parts]), whole.features, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(torch.cat([p.scores for p in parts]), whole.scores, atol=1e-6, rtol=1e-4)
     torch.testing.assert_close(parts[-1].extra, whole.extra)
@@ -76,7 +76,7 @@ def test_chunked_encoding_gives_the_features_of_one_pass(llm, long_video):
 def test_long_video_answer_streams_at_a_token_budget(llm, long_video):
     config = stc.STCConfig(max_tokens=300, method="stc-stage1")
     assert llm.streams(long_video, config)
-    assert not llm.streams(_frames_of(long_video, 0, WINDOW_FRAMES), config)
+    assert not llm.streams(long_video.take(slice(0, WINDOW_FRAMES)), config)
     assert not llm.streams(long_video, None)
     prep = llm.prepare(long_video, "What happens?", config)
     n = 196

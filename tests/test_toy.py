@@ -131,6 +131,7 @@ def test_the_synthetic_examples_are_the_generator_s_clips_and_the_demo_s_toy_ans
     clips = make_examples.toy_examples()
     assert clips and all((root / "examples" / name).is_file() for name in clips)
     for name, seed in clips.items():
+        assert name == f"toy_{make_sample(seed).kind}.mp4"
         video = load_video(root / "examples" / name, num_frames=32)
         assert np.abs(video.frames.astype(np.int16) - make_sample(seed).frames).mean() < 4
 

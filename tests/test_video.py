@@ -282,3 +282,15 @@ def test_decord_failing_mid_file_falls_back_whole_but_not_mid_stream(gradio_clip
     stream = video_module.stream_video(path, 40, chunk=16)
     with pytest.raises(video_module.FramesChanged, match="load_video"):
         list(stream)
+
+
+def test_take_selects_frames_with_their_times_and_indices():
+    frames = np.arange(5 * 2 * 2 * 3, dtype=np.uint8).reshape(5, 2, 2, 3)
+    video = Video(frames=frames, timestamps=np.arange(5) * 0.5, fps=2.0, duration=2.5, frame_indices=np.arange(5) * 3)
+    part = video.take(slice(1, 3))
+    assert np.shares_memory(part.frames, video.frames)  # a slice is a view
+    assert part.timestamps.tolist() == [0.5, 1.0] and part.frame_indices.tolist() == [3, 6]
+    picked = video.take(np.array([0, 4]))
+    assert not np.shares_memory(picked.frames, video.frames)
+    assert np.array_equal(picked.frames, frames[[0, 4]]) and picked.frame_indices.tolist() == [0, 12]
+    assert (picked.fps, picked.duration) == (video.fps, video.duration)

@@ -10,6 +10,7 @@ on ZeroGPU), with thumbnails small enough for hundreds of frames.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -26,7 +27,7 @@ from ..video import Video, load_video, sample_indices
 from .loading import device_name, on_zero_gpu
 from .present import flops_text
 from .requests import MAX_NEW_TOKENS, _integer
-from .runner import Cancelled, Progress, _video_name, thumbnails
+from .runner import Progress, _video_name, collect_notes, stop_check, thumbnails
 
 BUDGET_TOKENS = (196, 8192, 2048)  # min, max, default: the token budget both answers share
 LONG_FRAMES = (16, 512, 256)  # min, max (on a GPU), default
@@ -98,21 +99,15 @@ def visual_tokens(llm: VideoLLM, video: Video) -> int:
     return t * h * w // config.vision_config.spatial_merge_size ** 2
 
 
-def subset(video: Video, index: np.ndarray) -> Video:
-    """Frames ``index`` of ``video`` (a copy of those frames only)."""
-    return Video(frames=np.ascontiguousarray(video.frames[index]), timestamps=video.timestamps[index], fps=video.fps,
-                 duration=video.duration, source=video.source, frame_indices=video.frame_indices[index],
-                 total_frames=video.total_frames, backend=video.backend)
-
-
 def baseline_frames(llm: VideoLLM, video: Video, budget: int) -> tuple[np.ndarray, int]:
     """The uniform subset of ``video``'s frames the uncompressed model can read within ``budget``
     tokens: (indices into the video's frames, its visual tokens). The largest count that fits
     (at least one frame, even when one frame alone is over the budget)."""
     total = video.num_frames
 
+    @functools.cache  # Qwen2.5-VL's count runs its video processor: each n once
     def cost(n: int) -> int:
-        return visual_tokens(llm, subset(video, sample_indices(total, n)))
+        return visual_tokens(llm, video.take(sample_indices(total, n)))
 
     if llm.adapter.model_type == "llava_onevision":  # linear: a division, no search
         n = max(1, min(total, budget // max(1, cost(1))))
@@ -157,10 +152,7 @@ class SameCost:
 
     @property
     def notes(self) -> list[str]:
-        notes = [self.note] if self.note else []
-        for answer in self.answers:
-            notes.extend(answer.notes)
-        return list(dict.fromkeys(notes))
+        return collect_notes(self.note, self.answers)
 
 
 def run_same_cost(
@@ -183,10 +175,7 @@ def run_same_cost(
     """
     report = progress or (lambda _fraction, _desc: None)
 
-    def check_stop():
-        if should_stop is not None and should_stop():
-            raise Cancelled("cancelled: the request's client went away")
-
+    check_stop = stop_check(should_stop)
     check_stop()
     start = time.perf_counter()
     name = _video_name(video)
@@ -196,7 +185,7 @@ def run_same_cost(
     config = STCConfig(max_tokens=max_tokens)
     index, _ = baseline_frames(llm, video, max_tokens)
     streamed = llm.streams(video, config)
-    runs = [("stc", config, video, 0.05), ("baseline", None, subset(video, index), 0.8)]
+    runs = [("stc", config, video, 0.05), ("baseline", None, video.take(index), 0.8)]
     answers = []
     for label, run_config, frames, at in runs:
         check_stop()

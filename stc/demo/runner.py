@@ -36,6 +36,24 @@ def budget_text(config: STCConfig) -> str:
     return f"{config.max_tokens:,} tokens" if config.max_tokens is not None else f"{config.retention * 100:g}%"
 
 
+def stop_check(should_stop: Callable[[], bool] | None) -> Callable[[], None]:
+    """A function that raises `Cancelled` when ``should_stop()`` says so (never when None)."""
+
+    def check_stop() -> None:
+        if should_stop is not None and should_stop():
+            raise Cancelled("cancelled: the request's client went away")
+
+    return check_stop
+
+
+def collect_notes(note: str | None, answers) -> list[str]:
+    """What the visitor should know, once each: the video's ``note``, then every answer's."""
+    notes = [note] if note else []
+    for answer in answers:
+        notes.extend(answer.notes)
+    return list(dict.fromkeys(notes))
+
+
 def run_label(config: STCConfig | None) -> str:
     """'stc 2%' or 'stc 2,048 tokens' — a run's name in tables, charts and progress; 'baseline'
     without a config."""
@@ -81,10 +99,7 @@ class Comparison:
     @property
     def notes(self) -> list[str]:
         """Everything the visitor should know, once each (the video's note, time limits)."""
-        notes = [self.note] if self.note else []
-        for answer in self.answers:
-            notes.extend(answer.notes)
-        return list(dict.fromkeys(notes))
+        return collect_notes(self.note, self.answers)
 
 
 def _video_name(video) -> str:
@@ -129,10 +144,7 @@ def run_comparison(
         raise ValueError("configs must be a non-empty sequence of stc.STCConfig")
     report = progress or (lambda _fraction, _desc: None)
 
-    def check_stop():
-        if should_stop is not None and should_stop():
-            raise Cancelled("cancelled: the request's client went away")
-
+    check_stop = stop_check(should_stop)
     check_stop()
     start = time.perf_counter()
     video_name = _video_name(video)

@@ -77,13 +77,6 @@ STREAM_METHODS = ("stc", "stc-stage1")
 CHUNK_FRAMES = 16
 
 
-def _frames_of(video: Video, start: int, stop: int) -> Video:
-    """Frames [start, stop) of ``video`` as a Video (a view: no pixels are copied)."""
-    return Video(frames=video.frames[start:stop], timestamps=video.timestamps[start:stop], fps=video.fps,
-                 duration=video.duration, source=video.source, frame_indices=video.frame_indices[start:stop],
-                 total_frames=video.total_frames, backend=video.backend)
-
-
 def _check_generation(max_new_tokens, max_seconds) -> None:
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= 4096:
         raise ValueError(f"max_new_tokens must be an integer in [1, 4096], got {max_new_tokens!r}")
@@ -220,7 +213,7 @@ class VideoLLM:
         if isinstance(video, VideoStream):
             chunks = iter(video)
         else:
-            chunks = (_frames_of(video, start, start + CHUNK_FRAMES) for start in range(0, frames, CHUNK_FRAMES))
+            chunks = (video.take(slice(start, start + CHUNK_FRAMES)) for start in range(0, frames, CHUNK_FRAMES))
         for chunk in chunks:
             last = self.adapter.encode(chunk)
             del chunk
