@@ -2,11 +2,13 @@
 
 `retention_grid` draws every sampled frame with the fate of each of its patches (kept as
 selected, merged into a refilled DPC-kNN token, merged away at layer K, dropped) and the number
-of tokens the frame sends to the LLM; a frame that sends none is framed in red, because at
-ultra-low retention that is the method working, not a bug. `retention_grids` stacks the grids
-of several methods on the same frames, one block each. For hundreds of frames, `retention_page`
-draws one page of the grid (`page_ranges`, `slice_provenance`) and `tokens_timeline` every
-frame at once as a strip of tokens kept per frame. `cost_chart` puts the baseline and
+of tokens the frame sends to the LLM, lightly enough that the picture stays readable when
+almost every patch is merged (by default a thin line in the cluster's colour around each refilled
+token's region; `CLUSTER_MODES`); a frame that sends none is framed in red, because at ultra-low
+retention that is the method working, not a bug. `retention_grids` stacks the grids of several
+methods on the same frames, one block each. For hundreds of frames, `retention_page` draws one
+page of the grid (`page_ranges`, `slice_provenance`) and `tokens_timeline` every frame at once
+as a strip of tokens kept per frame. `cost_chart` puts the baseline and
 the compressed run side by side, one panel per cost. Both return PIL images and read only
 `stc.Provenance` / `stc.Stats`, so they run anywhere (the app, a notebook, a report).
 """
@@ -22,21 +24,28 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .results import DROPPED, MERGED_AT_K, REFILLED, SELECTED, Provenance, Stats
 
-__all__ = ["STATUS_COLORS", "ZERO_TOKENS", "cluster_palette", "cost_chart", "page_ranges", "paint_patches",
-           "retention_grid", "retention_grids", "retention_page", "slice_provenance", "tokens_timeline"]
+__all__ = ["CLUSTER_MODES", "STATUS_COLORS", "ZERO_TOKENS", "cluster_palette", "cost_chart", "page_ranges",
+           "paint_patches", "retention_grid", "retention_grids", "retention_page", "slice_provenance",
+           "tokens_timeline"]
 
+# How a patch merged into a refilled token shows its cluster (`paint_patches`); the first is the default.
+CLUSTER_MODES = ("outline", "tint", "off")
 # Colours of the legend; refilled patches take their cluster's colour instead.
 STATUS_COLORS = {
     SELECTED: (57, 255, 20),  # outline of a patch kept as itself
     REFILLED: (80, 160, 255),  # legend swatch only
     MERGED_AT_K: (255, 255, 255),  # hatching over what layer K merged away
-    DROPPED: (40, 40, 40),
+    DROPPED: (67, 67, 67),  # legend swatch: a mid-grey patch, dimmed
 }
 ZERO_TOKENS = (255, 40, 40)  # frame outline and label when a frame sends no token
 _BACKGROUND = (255, 255, 255)
 _TEXT = (20, 20, 20)
-_DROPPED_LEVEL = 0.22  # brightness kept by a dropped patch
-_TINT = 0.42  # weight of the cluster colour over a refilled patch
+_PATCH_GREY = (150, 150, 150)  # the legend's stand-in for a patch's pixels
+_DROPPED_LEVEL = 0.38  # brightness kept by a dropped patch: dark, still recognisable
+_MERGED_LEVEL = 0.72  # brightness kept by a patch merged away at layer K
+_HATCH = 0.4  # weight of the white hatching over a patch merged at layer K
+_TINT = 0.3  # weight of the cluster colour over a refilled patch ("tint")
+_LINE = 0.85  # weight of the cluster colour on a region's outline ("outline")
 
 
 def _font(size: int):
@@ -80,15 +89,45 @@ def _check(frames: np.ndarray, provenance: Provenance) -> tuple[int, int]:
     return slots, per_slot
 
 
+def _inner_edge(labels: np.ndarray, thickness: int, *, border: bool,
+                sides: tuple[bool, bool] = (True, True)) -> np.ndarray:
+    """Pixels within ``thickness`` pixels of the edge of their region (a run of equal labels), on
+    the region's own side. ``border``: the tile's own edge counts as a region edge. ``sides``
+    (rows, columns): False marks only the bottom / right edge along that axis (for patches too
+    small to carry a line on both sides)."""
+    edge = np.zeros(labels.shape, dtype=bool)
+    height, width = labels.shape
+    for d in range(1, thickness + 1):
+        if d < height:
+            edge[:-d, :] |= labels[:-d, :] != labels[d:, :]
+            if sides[0]:
+                edge[d:, :] |= labels[d:, :] != labels[:-d, :]
+        if d < width:
+            edge[:, :-d] |= labels[:, :-d] != labels[:, d:]
+            if sides[1]:
+                edge[:, d:] |= labels[:, d:] != labels[:, :-d]
+    if border:
+        t = min(thickness, height, width)
+        edge[:t, :] = edge[-t:, :] = True
+        edge[:, :t] = edge[:, -t:] = True
+    return edge
+
+
 def paint_patches(frame: np.ndarray, status: np.ndarray, cluster: np.ndarray, slot: np.ndarray,
-                  colours: dict[int, np.ndarray], width: int, height: int) -> np.ndarray:
+                  colours: dict[int, np.ndarray], width: int, height: int, *,
+                  clusters: str = "outline") -> np.ndarray:
     """One frame resized to [height, width, 3] uint8 with its patches' fates painted on it.
 
     status / cluster / slot: [gh, gw] arrays of one pool frame (see `stc.Provenance`);
-    colours: cluster id -> RGB of every cluster id present. Kept patches keep their pixels
-    (green outline), refilled ones are tinted with their cluster's colour, patches merged at
-    layer K are dimmed and hatched white, dropped ones are darkened to near black.
+    colours: cluster id -> RGB of every cluster id present. The frame stays readable: a patch
+    kept as itself keeps its pixels inside a green outline, patches merged at layer K are dimmed
+    a little and hatched white, dropped ones are dimmed to a dark but recognisable copy. Patches
+    merged into a refilled token keep their pixels and are marked by ``clusters``: "outline"
+    (default) draws a thin line in the cluster's colour around each token's region, "tint" lays
+    a light wash of the cluster's colour over them, "off" leaves them unmarked.
     """
+    if clusters not in CLUSTER_MODES:
+        raise ValueError(f"clusters must be one of {', '.join(CLUSTER_MODES)}, got {clusters!r}")
     base = np.asarray(Image.fromarray(frame).resize((width, height), Image.BILINEAR), dtype=np.float32)
     gh, gw = status.shape
     rows = np.minimum(np.arange(height) * gh // height, gh - 1)
@@ -96,40 +135,40 @@ def paint_patches(frame: np.ndarray, status: np.ndarray, cluster: np.ndarray, sl
     st = status[rows[:, None], cols[None, :]]
     cl = cluster[rows[:, None], cols[None, :]]
     sl = slot[rows[:, None], cols[None, :]]
+    patch_h, patch_w = height / gh, width / gw
 
     out = base.copy()
-    grey = base.mean(axis=2, keepdims=True)
     dropped = st == DROPPED
-    out[dropped] = (grey * _DROPPED_LEVEL)[dropped] + 12
-    tinted = cl >= 0
-    if tinted.any():
-        tint = np.zeros_like(base)
-        for cid in np.unique(cl[tinted]):
-            tint[cl == cid] = colours[int(cid)]
-        out[tinted] = (1 - _TINT) * base[tinted] + _TINT * tint[tinted]
+    out[dropped] = base[dropped] * _DROPPED_LEVEL + 10
+    clustered = (cl >= 0) & ~dropped
+    if clusters != "off" and clustered.any():
+        paint = np.zeros_like(base)
+        for cid in np.unique(cl[clustered]):
+            paint[cl == cid] = colours[int(cid)]
+        if clusters == "tint":
+            out[clustered] = (1 - _TINT) * base[clustered] + _TINT * paint[clustered]
     merged = st == MERGED_AT_K
     if merged.any():
         yy, xx = np.mgrid[0:height, 0:width]
-        out[merged] *= 0.6
-        hatch = merged & (((xx + yy) % 7) == 0)
-        out[hatch] = 0.3 * out[hatch] + 0.7 * np.asarray(STATUS_COLORS[MERGED_AT_K], dtype=np.float32)
+        out[merged] *= _MERGED_LEVEL
+        hatch = merged & (((xx + yy) % 8) == 0)
+        out[hatch] = (1 - _HATCH) * out[hatch] + _HATCH * np.asarray(STATUS_COLORS[MERGED_AT_K], dtype=np.float32)
+    if clusters == "outline" and clustered.any():
+        # One thin line in the cluster's colour inside each refilled token's region (patches
+        # sharing a stage-1 slot form one region), on both sides of an edge where patches are big
+        # enough; a token merged away at layer K keeps only its hatching.
+        line = clustered & (st == REFILLED) & _inner_edge(sl, 1, border=True, sides=(patch_h >= 5, patch_w >= 5))
+        out[line] = (1 - _LINE) * out[line] + _LINE * paint[line]
+    elif clusters == "tint":
+        line = _inner_edge(sl, 1, border=False) & ~dropped  # a thin darker line between tokens
+        out[line] *= 0.7
 
-    # Outline every token's region (patches sharing a stage-1 slot form one region); a patch
-    # kept as itself gets the bright "selected" outline.
-    edge = np.zeros((height, width), dtype=bool)
-    edge[:, 1:] |= sl[:, 1:] != sl[:, :-1]
-    edge[1:, :] |= sl[1:, :] != sl[:-1, :]
-    edge &= ~dropped
-    out[edge] = out[edge] * 0.5
+    # A patch kept as itself: a bright outline, two pixels wide where the patch is big enough.
     selected = st == SELECTED
-    sel_edge = np.zeros_like(selected)
-    sel_edge[:, 1:] |= selected[:, 1:] & (sl[:, 1:] != sl[:, :-1])
-    sel_edge[:, :-1] |= selected[:, :-1] & (sl[:, :-1] != sl[:, 1:])
-    sel_edge[1:, :] |= selected[1:, :] & (sl[1:, :] != sl[:-1, :])
-    sel_edge[:-1, :] |= selected[:-1, :] & (sl[:-1, :] != sl[1:, :])
-    sel_edge[[0, -1], :] |= selected[[0, -1], :]
-    sel_edge[:, [0, -1]] |= selected[:, [0, -1]]
-    out[sel_edge] = STATUS_COLORS[SELECTED]
+    if selected.any():
+        thickness = 2 if min(patch_h, patch_w) >= 8 else 1
+        sel_edge = selected & _inner_edge(np.where(selected, sl, -1), thickness, border=True)
+        out[sel_edge] = STATUS_COLORS[SELECTED]
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
@@ -143,6 +182,7 @@ def retention_grid(
     title: str | None = None,
     first: int = 0,
     cluster_ids=None,
+    clusters: str = "outline",
 ) -> Image.Image:
     """The token-retention grid of one compressed answer.
 
@@ -159,12 +199,17 @@ def retention_grid(
             count from it).
         cluster_ids: every cluster id of the whole answer (a page: so that each cluster keeps
             its colour on every page); default: those in ``provenance``.
+        clusters: how a patch merged into a refilled token shows its cluster (`CLUSTER_MODES`):
+            "outline" (default: a thin line in the cluster's colour around each token's
+            region, the picture untouched), "tint" (a light wash of the colour) or "off".
     Returns:
         An RGB image: every frame with its patches painted by fate (see the legend drawn at its
         bottom) and a label ``#i  t  k tok``, k = the tokens that enter the LLM from its pool
         frame; k = 0 is outlined in red.
     """
     frames = np.asarray(frames)
+    if clusters not in CLUSTER_MODES:
+        raise ValueError(f"clusters must be one of {', '.join(CLUSTER_MODES)}, got {clusters!r}")
     slots, per_slot = _check(frames, provenance)
     status = np.asarray(provenance.status)
     cluster = np.asarray(provenance.cluster)
@@ -203,7 +248,7 @@ def retention_grid(
         r, c = divmod(t, columns)
         x = pad + c * (tile_w + pad)
         y = title_h + pad + r * (tile_h + label_h + pad)
-        tile = paint_patches(frames[t], status[s], cluster[s], slot[s], colours, tile_w, tile_h)
+        tile = paint_patches(frames[t], status[s], cluster[s], slot[s], colours, tile_w, tile_h, clusters=clusters)
         canvas.paste(Image.fromarray(tile), (x, y))
         k = int(counts[s]) if s < len(counts) else 0
         if per_slot > 1:
@@ -222,22 +267,32 @@ def retention_grid(
     totals = np.bincount(status.ravel().astype(np.int64), minlength=4)
     y = height - legend_h + 8
     x = pad
+    swatch = tuple(int(v) for v in palette[0]) if len(palette) else STATUS_COLORS[REFILLED]
+    refilled = f"merged into a refilled token ({totals[REFILLED]})"
     items = [
         (STATUS_COLORS[SELECTED], f"kept ({totals[SELECTED]})", "outline"),
-        (tuple(int(v) for v in palette[0]) if len(palette) else STATUS_COLORS[REFILLED],
-         f"merged into a refilled token, colour = cluster ({totals[REFILLED]})", "fill"),
+        {"outline": (swatch, refilled + ", outline colour = cluster", "thin"),
+         "tint": (swatch, refilled + ", tint = cluster", "tint"),
+         "off": (_PATCH_GREY, refilled, "fill")}[clusters],
         (STATUS_COLORS[MERGED_AT_K], f"merged at layer K ({totals[MERGED_AT_K]})", "hatch"),
-        (STATUS_COLORS[DROPPED], f"dropped ({totals[DROPPED]})", "fill"),
+        (STATUS_COLORS[DROPPED], f"dropped, dimmed ({totals[DROPPED]})", "fill"),
         (ZERO_TOKENS, "frame sends 0 tokens", "outline"),
     ]
     for colour, text, kind in items:
         box = [x, y, x + 14, y + 14]
         if kind == "outline":
             draw.rectangle(box, fill=(90, 90, 90), outline=colour, width=2)
-        elif kind == "hatch":
-            draw.rectangle(box, fill=(60, 60, 60))
+        elif kind == "thin":
+            draw.rectangle(box, fill=_PATCH_GREY, outline=colour, width=1)
+        elif kind == "tint":
+            draw.rectangle(box, fill=tuple(round((1 - _TINT) * g + _TINT * c) for g, c in zip(_PATCH_GREY, colour)))
+        elif kind == "hatch":  # a mid-grey patch merged at layer K: dimmed, hatched
+            dim = tuple(round(g * _MERGED_LEVEL) for g in _PATCH_GREY)
+            draw.rectangle(box, fill=dim)
+            line = tuple(round((1 - _HATCH) * d + _HATCH * c) for d, c in zip(dim, colour))
             for o in range(-14, 15, 7):
-                draw.line([x + max(o, 0), y + max(-o, 0), x + min(14, 14 + o), y + min(14, 14 - o)], fill=colour, width=1)
+                draw.line([x + max(o, 0), y + max(-o, 0), x + min(14, 14 + o), y + min(14, 14 - o)],
+                          fill=line, width=1)
         else:
             draw.rectangle(box, fill=colour)
         draw.text((x + 19, y + 1), text, fill=_TEXT, font=small)
@@ -254,14 +309,17 @@ def retention_grids(
     tile_width: int = 176,
     columns: int | None = None,
     gap: int = 14,
+    clusters: str = "outline",
 ) -> Image.Image:
     """Several answers' retention grids over the same frames in one image, one block per answer
     from top to bottom (each block is `retention_grid` with its title and legend), separated by
-    ``gap`` pixels and a rule. ``provenances`` and ``titles`` are sequences of equal length."""
+    ``gap`` pixels and a rule. ``provenances`` and ``titles`` are sequences of equal length;
+    ``clusters``: how refilled patches are marked (`retention_grid`)."""
     provenances, titles = list(provenances), list(titles)
     if not provenances or len(provenances) != len(titles):
         raise ValueError(f"need one title per provenance, got {len(provenances)} provenances and {len(titles)} titles")
-    blocks = [retention_grid(frames, p, timestamps=timestamps, tile_width=tile_width, columns=columns, title=t)
+    blocks = [retention_grid(frames, p, timestamps=timestamps, tile_width=tile_width, columns=columns, title=t,
+                             clusters=clusters)
               for p, t in zip(provenances, titles)]
     width = max(b.width for b in blocks)
     canvas = Image.new("RGB", (width, sum(b.height for b in blocks) + gap * (len(blocks) - 1)), _BACKGROUND)
@@ -317,10 +375,11 @@ def retention_page(
     tile_width: int = 128,
     columns: int = 8,
     title: str | None = None,
+    clusters: str = "outline",
 ) -> Image.Image:
     """Page ``page`` (0-based) of the retention grid of a long video: `retention_grid` of the
     frames in `page_ranges`' ``page``-th range, labelled with their place in the whole video,
-    each cluster in the same colour on every page."""
+    each cluster in the same colour on every page (``clusters``: how, see `retention_grid`)."""
     ranges = page_ranges(len(frames), per_page, int(provenance.frames_per_slot))
     if not 0 <= page < len(ranges):
         raise ValueError(f"page must be in [1, {len(ranges)}], got {page + 1}")
@@ -329,7 +388,7 @@ def retention_page(
     times = None if timestamps is None else np.asarray(timestamps, dtype=float)[start:stop]
     return retention_grid(frames[start:stop], slice_provenance(provenance, start, stop), timestamps=times,
                           tile_width=tile_width, columns=min(columns, stop - start), title=title, first=start,
-                          cluster_ids=np.unique(cluster[cluster >= 0]))
+                          cluster_ids=np.unique(cluster[cluster >= 0]), clusters=clusters)
 
 
 def tokens_timeline(

@@ -41,27 +41,151 @@ def stats(**changes):
     return Stats(**base)
 
 
-def test_each_fate_is_painted_distinctly():
-    # One 2x2 pool frame: selected, refilled (cluster 7), merged at K (cluster 7), dropped.
-    status = np.array([[SELECTED, REFILLED], [MERGED_AT_K, DROPPED]])
-    cluster = np.array([[-1, 7], [7, -1]])
-    slot = np.array([[0, 1], [1, -1]])
-    colours = {7: np.array([255.0, 0.0, 0.0])}
-    tile = viz.paint_patches(frames(1, 40, 40)[0], status, cluster, slot, colours, 40, 40).astype(int)
+def textured(h=40, w=40, seed=0):
+    """A frame with structure (gradients plus noise, nothing red), so that a patch's pixels can be
+    recognised and a red cluster mark told apart from them."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    noise = np.random.default_rng(seed).integers(-25, 26, (h, w, 3))
+    image = np.stack([60 + xx, 60 + 4 * yy, 220 - 3 * xx], axis=-1) + noise
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+# One 2x2 pool frame of 20-pixel patches: selected, refilled (cluster 7), merged at K (cluster 7), dropped.
+FATES = np.array([[SELECTED, REFILLED], [MERGED_AT_K, DROPPED]])
+FATE_CLUSTER = np.array([[-1, 7], [7, -1]])
+FATE_SLOT = np.array([[0, 1], [1, -1]])
+RED = np.array([255.0, 0.0, 0.0])
+
+
+def paint(frame, mode):
+    return viz.paint_patches(frame, FATES, FATE_CLUSTER, FATE_SLOT, {7: RED}, 40, 40, clusters=mode).astype(int)
+
+
+def patch(image, r, c, inset=0):
+    return image[r * 20 + inset : r * 20 + 20 - inset, c * 20 + inset : c * 20 + 20 - inset]
+
+
+def correlation(a, b):
+    """Mean over the colour channels of the correlation of two pictures' pixels."""
+    a, b = np.reshape(a, (-1, 3)).astype(float), np.reshape(b, (-1, 3)).astype(float)
+    return float(np.mean([np.corrcoef(a[:, i], b[:, i])[0, 1] for i in range(3)]))
+
+
+def reddish(pixels):
+    """Share of pixels coloured like the red cluster mark."""
+    pixels = np.asarray(pixels).astype(int)
+    return float((pixels[..., 0] - pixels[..., 1] > 90).mean())
+
+
+@pytest.mark.parametrize("mode", viz.CLUSTER_MODES)
+def test_the_picture_stays_readable_under_every_fate(mode):
+    frame = textured()
+    tile = paint(frame, mode)
     assert tile.shape == (40, 40, 3)
+    original = frame.astype(int)
+    # Kept as itself: its pixels untouched inside a two-pixel green outline all around it.
+    assert (patch(tile, 0, 0, inset=2) == patch(original, 0, 0, inset=2)).all()
+    ring = np.ones((20, 20), bool)
+    ring[2:-2, 2:-2] = False
+    assert (patch(tile, 0, 0)[ring] == viz.STATUS_COLORS[SELECTED]).all()
+    # Dropped: a dimmed copy of its pixels, not black.
+    dropped, seen = patch(tile, 1, 1), patch(original, 1, 1)
+    assert correlation(dropped, seen) > 0.95
+    assert 0.25 < dropped.mean() / seen.mean() < 0.55 and dropped.max() > 60
+    # Merged at layer K: dimmed a little (less than dropped), with white hatching over a few pixels.
+    merged, under = patch(tile, 1, 0, inset=1), patch(original, 1, 0, inset=1)
+    ratio = merged.sum(-1) / under.sum(-1)
+    assert dropped.mean() / seen.mean() + 0.1 < np.median(ratio) < 0.9
+    # Where the white lines run: seen on a flat frame painted the same way (light over a dimmed grey).
+    grey = patch(paint(frames(1, 40, 40)[0], mode), 1, 0, inset=1).min(-1)
+    hatched = grey > np.median(grey) + 30
+    assert 0.05 < hatched.mean() < 0.3
+    assert correlation(merged[~hatched], under[~hatched]) > 0.95  # between the lines, the picture
+    # Refilled: most of its pixels are its own ("tint": a light wash the picture shows through).
+    refilled, own = patch(tile, 0, 1), patch(original, 0, 1)
+    if mode == "tint":  # inside the thin darker line between tokens
+        inside, own_inside = refilled[1:-1, 1:-1], own[1:-1, 1:-1]
+        assert correlation(inside, own_inside) > 0.95 and np.abs(inside - own_inside).mean() < 60
+    else:
+        assert (refilled == own).all(-1).mean() > 0.75
 
-    def centre(r, c):
-        return tile[r * 20 + 6 : r * 20 + 14, c * 20 + 6 : c * 20 + 14].reshape(-1, 3)
 
-    selected, refilled, merged, dropped = centre(0, 0), centre(0, 1), centre(1, 0), centre(1, 1)
-    assert np.abs(selected - GREY).max() <= 1  # kept pixels stay as they were
-    assert (refilled[:, 0] > refilled[:, 1] + 60).all()  # tinted with its cluster's red
-    assert dropped.max() < 50  # near black
-    # Merged at K: dimmer than the plain refilled patch, with white hatching.
-    assert np.median(merged.sum(1)) < np.median(refilled.sum(1))
-    assert (merged.min(1) > 180).any()
-    # The kept patch is outlined in the "selected" green.
-    assert (tile[0, :20] == viz.STATUS_COLORS[SELECTED]).all(1).any()
+def test_refilled_patches_outline_tint_or_nothing():
+    frame = textured()
+    own = patch(frame.astype(int), 0, 1)
+    assert reddish(frame) == 0
+
+    outline = patch(paint(frame, "outline"), 0, 1)
+    assert (outline[1:-1, 1:-1] == own[1:-1, 1:-1]).all()  # the inside untouched
+    border = np.ones((20, 20), bool)
+    border[1:-1, 1:-1] = False
+    assert reddish(outline[border]) == 1.0  # a thin line in the cluster's red
+    assert (outline != own).any(-1).mean() < 0.25
+
+    tint = patch(paint(frame, "tint"), 0, 1)
+    assert (tint[..., 0] - own[..., 0] > 30).mean() > 0.9  # every pixel pulled towards red
+    assert correlation(tint[1:-1, 1:-1], own[1:-1, 1:-1]) > 0.95  # the picture still shows through
+
+    off = paint(frame, "off")
+    assert (patch(off, 0, 1) == own).all()
+    # With clusters off no cluster colour appears anywhere (the merged patch included).
+    assert reddish(off) == 0 and reddish(paint(frame, "outline")) > 0
+
+
+def test_unknown_cluster_marks_are_refused():
+    with pytest.raises(ValueError, match="clusters must be one of"):
+        paint(textured(), "fill")
+    with pytest.raises(ValueError, match="clusters must be one of"):
+        viz.retention_grid(frames(2), provenance(np.full((2, 2, 2), REFILLED)), clusters="Outline")
+
+
+def _near(image, colour, tolerance=30):
+    pixels = np.asarray(image).astype(int)
+    return int((np.abs(pixels - np.asarray(colour, dtype=int)).max(-1) <= tolerance).sum())
+
+
+def test_grid_keeps_the_frames_and_marks_clusters_only_when_asked():
+    # Four frames, every patch refilled into one of two clusters (left half, right half).
+    status = np.full((4, 2, 4), REFILLED)
+    cluster = np.broadcast_to(np.array([0, 0, 1, 1]), (4, 2, 4)).copy()
+    pics = np.stack([textured(40, 60, seed) for seed in range(4)])
+    p = provenance(status, cluster, slot=cluster, tokens=[2, 2, 2, 2])
+    palette = viz.cluster_palette(2)
+    grids = {mode: viz.retention_grid(pics, p, columns=4, tile_width=60, clusters=mode) for mode in viz.CLUSTER_MODES}
+    assert grids["outline"].size == viz.retention_grid(pics, p, columns=4, tile_width=60).size  # the default
+    for mode, grid in grids.items():
+        pixels = np.asarray(grid).astype(int)
+        for t in range(4):  # one row of tiles: pad 6, no title
+            x = 6 + t * (60 + 6)
+            tile = pixels[6 : 6 + 40, x : x + 60]
+            same = (tile == pics[t]).all(-1).mean()
+            assert correlation(tile, pics[t]) > 0.75, mode
+            if mode == "off":
+                assert same == 1.0
+            elif mode == "outline":
+                assert 0.75 < same < 1.0  # only the regions' outlines are drawn over the picture
+            else:
+                assert same < 0.1
+            if mode == "tint":  # each half washed with its own cluster's colour
+                for half, colour in zip((slice(0, 30), slice(30, 60)), palette.astype(int)):
+                    moved = np.abs(tile[:, half].mean((0, 1)) - colour).sum()
+                    assert moved < np.abs(pics[t][:, half].mean((0, 1)) - colour).sum() - 40
+            else:  # each cluster's colour drawn (outline) or nowhere (off)
+                marked = [_near(tile, c) - _near(pics[t], c) for c in palette]
+                assert (min(marked) > 20) if mode == "outline" else (max(marked) == 0), (mode, marked)
+        legend = pixels[-30:]  # its swatch for refilled patches: outlined in the first cluster's colour
+        if mode != "tint":
+            assert (_near(legend, palette[0]) > 0) == (mode == "outline")
+
+
+def test_grids_and_pages_pass_the_cluster_marks_on():
+    status = np.full((3, 2, 2), REFILLED)
+    p = provenance(status, tokens=[1, 1, 1])
+    cyan = viz.cluster_palette(1)[0]
+    for draw in (lambda **kw: viz.retention_grids(frames(3), [p, p], titles=["a", "b"], **kw),
+                 lambda **kw: viz.retention_page(frames(3), p, 0, **kw)):
+        assert _near(draw(), cyan) > 100
+        assert _near(draw(clusters="off"), cyan) == 0
 
 
 def test_grid_has_a_tile_per_sampled_frame_and_respects_columns():
