@@ -38,7 +38,7 @@ from pathlib import Path
 
 import gradio as gr
 from fastapi import HTTPException
-from gradio import queueing
+from gradio import queueing, route_utils
 from gradio.context import LocalContext
 from gradio.utils import get_upload_folder
 from gradio_client.utils import is_http_url_like
@@ -73,6 +73,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         ("max_video_seconds", "longest video in seconds (read from its header, before decoding)"),
         ("max_video_side", "largest frame side in pixels"),
         ("max_generate_seconds", "each answer stops generating after this many seconds"),
+        ("max_decode_seconds", "decoding a request's frames is refused after this many seconds"),
         ("cache_max_age", "uploads and outputs are deleted from disk after this many seconds"),
     ]:
         kind = int if isinstance(getattr(limits, name), int) else float
@@ -121,9 +122,9 @@ KNOBS = logic.KNOBS
 COST_WIDTHS = ["12%", "15%", "8%", "9%", "9%", "8%", "10%", "8%", "8%", "6%", "7%"]
 
 GRID_LEGEND = (
-    "A patch outlined in green is kept as itself; a tinted patch was merged into a refilled token "
-    "(one colour per cluster); white hatching marks tokens merged away at layer K; dark patches were "
-    "dropped. The count under each frame is the tokens it sends to the LLM — a red frame sends none."
+    "A patch outlined in green is kept as itself; a thin coloured line surrounds the patches merged into "
+    "one refilled token (one colour per cluster); white hatching marks tokens merged away at layer K; dimmed "
+    "patches were dropped. The count under each frame is the tokens it sends to the LLM — a red frame sends none."
 )
 
 
@@ -141,13 +142,13 @@ def video_dirs() -> list[Path | str]:
 
 
 def client_address(request) -> str:
-    """Who sent a request: on a Space (behind its proxy) the first X-Forwarded-For address,
-    elsewhere the connecting address."""
+    """Who sent a request: on a Space (behind its proxy) the rightmost public X-Forwarded-For
+    address, the one the proxy wrote (`stc.demo.visitor_address` says why); elsewhere the
+    connecting address."""
+    peer = request.client.host if request.client else None
     if logic.on_space():
-        forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
-        if forwarded:
-            return forwarded
-    return request.client.host if request.client else "unknown"
+        return logic.visitor_address(request.headers.getlist("x-forwarded-for"), peer)
+    return peer or "unknown"
 
 
 class FairQueue(queueing.Queue):
@@ -156,6 +157,13 @@ class FairQueue(queueing.Queue):
     there. Gradio itself drops the waiting requests of a visitor whose connection closed."""
 
     async def push(self, body, request, username):
+        if body.fn_index is not None:
+            try:
+                route_utils.get_fn(self.blocks, None, body)
+            except KeyError:  # Gradio's own answer: a bare HTTP 500
+                raise HTTPException(status_code=400, detail=(
+                    f"this app has no function {logic.shown(body.fn_index)} (fn_index); its API page lists "
+                    "the ones it has")) from None
         if self.max_size is not None and len(self) >= self.max_size:
             return await super().push(body, request, username)  # a full queue: Gradio's own "busy" answer
         address = client_address(request)
@@ -186,9 +194,7 @@ def client_gone():
     return lambda: queue.gone(event_id)
 
 
-def _shown(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:39] + "…"
+_shown = logic.shown  # one rule for echoing a value in every message
 
 
 def input_problem(component, value, name: str) -> str | None:
@@ -219,7 +225,7 @@ def input_problem(component, value, name: str) -> str | None:
     elif isinstance(component, gr.Textbox):
         if value is not None and not isinstance(value, str):
             return f"the {name} must be text, got {_shown(value)}"
-    elif isinstance(component, (gr.Dropdown, gr.CheckboxGroup)):
+    elif isinstance(component, (gr.Dropdown, gr.CheckboxGroup, gr.Radio)):
         offered = [choice[1] if isinstance(choice, tuple) else choice for choice in component.choices]
         many = isinstance(component, gr.CheckboxGroup)
         if many and not isinstance(value, list):
@@ -272,24 +278,26 @@ def _gpu_error(err: Exception) -> gr.Error:
 
 @spaces.GPU(duration=logic.gpu_seconds)
 def compare_on_gpu(model_id: str, video: str, question: str, configs: tuple[STCConfig, ...], num_frames: int,
-                   max_new_tokens: int, max_seconds: float | None = None) -> logic.Comparison:
+                   max_new_tokens: int, max_seconds: float | None = None,
+                   max_decode_seconds: float | None = None) -> logic.Comparison:
     """Every run of one click on the GPU (a forked worker on ZeroGPU), in one slot whose duration
     grows with frames, new tokens and runs: strings and frozen configs in, a `Comparison` of numpy
-    arrays and dataclasses out. The video is decoded and encoded once."""
+    arrays and dataclasses out. The video is decoded (within ``max_decode_seconds``) and encoded
+    once; a visitor who leaves stops it while it decodes, encodes or generates."""
     progress = gr.Progress()
     try:
         llm = POOL.get(model_id)
         return logic.run_comparison(llm, video, question, configs, num_frames=num_frames,
                                     max_new_tokens=max_new_tokens, max_seconds=max_seconds,
                                     progress=lambda fraction, desc: progress(fraction, desc=desc),
-                                    should_stop=client_gone())
+                                    should_stop=client_gone(), max_decode_seconds=max_decode_seconds)
     except Exception as err:  # noqa: BLE001 - the worker reports one line, the server log the rest
         raise _gpu_error(err) from None
 
 
 @spaces.GPU(duration=logic.long_gpu_seconds)
 def long_on_gpu(model_id: str, video: str, question: str, max_tokens: int, num_frames: int, max_new_tokens: int,
-                max_seconds: float | None = None) -> logic.SameCost:
+                max_seconds: float | None = None, max_decode_seconds: float | None = None) -> logic.SameCost:
     """Both answers of "same cost, more frames" in one GPU slot whose duration grows with the
     frames (`stc.demo.long_gpu_seconds`): strings and numbers in, a picklable `SameCost` out."""
     progress = gr.Progress()
@@ -298,7 +306,7 @@ def long_on_gpu(model_id: str, video: str, question: str, max_tokens: int, num_f
         return logic.run_same_cost(llm, video, question, max_tokens=max_tokens, num_frames=num_frames,
                                    max_new_tokens=max_new_tokens, max_seconds=max_seconds,
                                    progress=lambda fraction, desc: progress(fraction, desc=desc),
-                                   should_stop=client_gone())
+                                   should_stop=client_gone(), max_decode_seconds=max_decode_seconds)
     except Exception as err:  # noqa: BLE001 - the worker reports one line, the server log the rest
         raise _gpu_error(err) from None
 
@@ -325,7 +333,7 @@ def _compare(video, question, model_id, retention, frames, methods, knobs, max_n
     for config in configs:
         logic.check_layer(config, llm)
     result = compare_on_gpu(llm.model_id, path, question, configs, frames, max_new_tokens,
-                            LIMITS.max_generate_seconds)
+                            LIMITS.max_generate_seconds, LIMITS.max_decode_seconds)
     result.video_name = shown
     for note in result.notes:
         gr.Warning(note)
@@ -385,7 +393,8 @@ def run_long(video, question, model_id, budget, frames, max_new_tokens, progress
         progress(0.0, desc=f"loading {model_id}")
         llm = POOL.get(model_id)
         logic.check_long_frames(llm, frames)
-        result = long_on_gpu(llm.model_id, path, question, budget, frames, max_new_tokens, LIMITS.max_generate_seconds)
+        result = long_on_gpu(llm.model_id, path, question, budget, frames, max_new_tokens, LIMITS.max_generate_seconds,
+                             LIMITS.max_decode_seconds)
         result.video_name = shown
         for note in result.notes:
             gr.Warning(note)
@@ -400,14 +409,15 @@ def run_long(video, question, model_id, budget, frames, max_new_tokens, progress
         raise _refuse(err) from None
 
 
-def _long_page(result: logic.SameCost, page) -> tuple:
-    """(page ``page`` of stc's retention grid, the number of pages), `PER_PAGE` frames a page."""
+def _long_page(result: logic.SameCost, page, clusters: str = viz.CLUSTER_MODES[0]) -> tuple:
+    """(page ``page`` of stc's retention grid, the number of pages), `PER_PAGE` frames a page;
+    ``clusters``: how refilled patches are marked (`viz.CLUSTER_MODES`)."""
     provenance = result.stc.provenance
     ranges = viz.page_ranges(len(result.frames), logic.PER_PAGE, provenance.frames_per_slot)
     page = logic.check_page(page, len(ranges))
     title = logic.page_title(result, page, len(ranges), *ranges[page - 1])
     return viz.retention_page(result.frames, provenance, page - 1, per_page=logic.PER_PAGE,
-                              timestamps=result.timestamps, title=title), len(ranges)
+                              timestamps=result.timestamps, title=title, clusters=clusters), len(ranges)
 
 
 def long_controls(result):
@@ -421,14 +431,23 @@ def long_controls(result):
             gr.Slider(value=1, maximum=pages, interactive=pages > 1))
 
 
-def show_long_page(result, page):
-    """Another page of the last "same cost" result's grid, drawn again without running the model."""
+def show_long_page(result, page, clusters=viz.CLUSTER_MODES[0]):
+    """Another page of the last "same cost" result's grid (or the same one with refilled patches
+    marked another way), drawn again without running the model."""
     try:
         if not isinstance(result, logic.SameCost):
             raise ValueError("run “same cost, more frames” first")
-        return _long_page(result, page)[0]
+        return _long_page(result, page, clusters)[0]
     except Exception as err:  # noqa: BLE001
         raise _refuse(err) from None
+
+
+def redraw_long_grid(result, page, clusters):
+    """The cluster toggle (and after a run, which draws the default marks): the page shown, drawn
+    again from the last result with refilled patches marked as chosen; nothing before a run."""
+    if not isinstance(result, logic.SameCost):
+        return gr.update()
+    return show_long_page(result, page, clusters)
 
 
 def banner_for(llm) -> str:
@@ -598,8 +617,11 @@ def build_demo() -> gr.Blocks:
                         gr.Markdown("### Tokens each frame sends to the LLM — every frame")
                         long_timeline = gr.Image(show_label=False, type="pil", format="png", elem_id="long-timeline")
                         gr.Markdown(f"### Token retention, {logic.PER_PAGE} frames a page")
-                        long_page = gr.Slider(1, logic.MAX_PAGES, value=1, step=1, label="page", interactive=False,
-                                              elem_id="long-page")
+                        with gr.Row():
+                            long_page = gr.Slider(1, logic.MAX_PAGES, value=1, step=1, label="page", interactive=False,
+                                                  elem_id="long-page", scale=3)
+                            long_clusters = gr.Radio(list(viz.CLUSTER_MODES), value=viz.CLUSTER_MODES[0],
+                                                     label="refilled clusters", elem_id="long-clusters", scale=1)
                         long_grid = gr.Image(show_label=False, type="pil", format="png", elem_id="long-grid")
                         gr.Markdown(GRID_LEGEND)
                         long_result = gr.State()
@@ -612,7 +634,7 @@ def build_demo() -> gr.Blocks:
             (frames, "frames"), (method, "method"), (tau, "τ"), (cluster_ratio, "cluster ratio"), (knn_k, "kNN k"),
             (inner_layer, "K (stage-2 layer)"), (inner_keep, "R"), (text_weight, "λ"),
             (max_new_tokens, "max new tokens"), (compare_methods, "method"), (long_budget, "token budget"),
-            (long_frames, "frames"), (long_page, "page")]}
+            (long_frames, "frames"), (long_page, "page"), (long_clusters, "refilled clusters")]}
         outputs = [banner, baseline_answer, compressed_answer, grid, table, chart, summary]
         # Both buttons share one concurrency group: one model, one request on it at a time.
         run_button.click(run, inputs, outputs, api_name="run", concurrency_id="model").success(
@@ -626,8 +648,13 @@ def build_demo() -> gr.Blocks:
         long_button.click(run_long, [video, question, model, long_budget, long_frames, max_new_tokens],
                           [banner, long_baseline, long_stc, long_table, long_timeline, long_grid, long_result,
                            long_summary], api_name="long", concurrency_id="model").success(
-            long_controls, long_result, [long_baseline, long_stc, long_page], api_visibility="private", queue=False)
-        long_page.release(show_long_page, [long_result, long_page], long_grid, api_visibility="private")
+            long_controls, long_result, [long_baseline, long_stc, long_page], api_visibility="private", queue=False
+        ).success(redraw_long_grid, [long_result, long_page, long_clusters], long_grid, api_visibility="private")
+        # Another page, or other cluster marks: drawn again from the last result, no model run.
+        long_page.release(show_long_page, [long_result, long_page, long_clusters], long_grid,
+                          api_visibility="private")
+        long_clusters.change(redraw_long_grid, [long_result, long_page, long_clusters], long_grid,
+                             api_visibility="private")
         method.change(knob_states, method, [tau, cluster_ratio, knn_k, inner_layer, inner_keep, text_weight],
                       api_visibility="private", queue=False)
         if logic.on_zero_gpu():

@@ -5,8 +5,13 @@ RGB frames with the timestamps they were taken at, where they came from, and a n
 file could not give what was asked. Sampling is uniform over the whole video by one rule
 (`sample_indices`). decord reads frames when it is importable, PyAV otherwise; PyAV always
 validates the file first, so a bad file gets the same one-line `ValueError` either way. Long
-files are never decoded whole: PyAV seeks to the keyframe before each sampled frame and
-decodes forward from there. Memory is bounded before anything is decoded: both backends
+files are read by seeking, guided by the file's keyframe index: PyAV seeks only where a
+keyframe lies past the last frame it decoded and decodes forward otherwise, so no frame is
+decoded twice and a file with one keyframe costs one pass, never one pass per sampled frame.
+Decoding can be bounded in time (``time_budget``: a one-line `DecodeTimeout` past it) and
+cancelled (``should_stop``: `Cancelled`), both checked after every decoded frame; such a
+guarded read is PyAV's (decord cannot be interrupted inside a call) unless decord is asked for
+by name. Memory is bounded before anything is decoded: both backends
 scale each frame to the working size (longer side `max_side`) as it leaves the decoder, in
 uint8; frames over `MAX_FRAME_PIXELS` and requests over `MAX_PIXELS` (frames x working
 pixels) are refused; huge frames get fewer decoder threads. `probe` reads the header
@@ -26,12 +31,13 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 __all__ = [
-    "MAX_FRAMES", "MAX_SIDE", "MIN_AUTO_SIDE", "FramesChanged", "Video", "VideoInfo", "VideoStream", "load_video",
-    "probe", "sample_indices", "stream_video",
+    "MAX_FRAMES", "MAX_SIDE", "MIN_AUTO_SIDE", "Cancelled", "DecodeTimeout", "FramesChanged", "Video", "VideoInfo",
+    "VideoStream", "load_video", "probe", "sample_indices", "stream_video",
 ]
 
 MAX_FRAMES = 1024
@@ -46,8 +52,12 @@ MIN_AUTO_SIDE = 384
 # exact and cheap; longer ones are read by seeking.
 _SEQUENTIAL_MAX_FRAMES = 600
 # In the seeking reader, a target closer than this to the last decoded frame is reached by
-# decoding forward instead of seeking (a seek restarts at a keyframe, often further back).
+# decoding forward without asking the index; further ones are sought only when the keyframe a
+# seek would land on lies past the last decoded frame (seeking never decodes a frame twice).
 _SEEK_GAP_SECONDS = 2.0
+# should_stop() is asked at most this often while frames decode (the time budget is checked
+# after every frame).
+_STOP_POLL_SECONDS = 0.05
 # A file whose decodable frames fall short of its declared frame count by more than this is
 # reported as truncated rather than silently sampled from its first part.
 _MIN_DECODABLE_FRACTION = 0.9
@@ -64,6 +74,9 @@ MAX_PIXELS = 2**28
 # that this many bytes of them suffice (8000 x 8000 frames get 2 threads, 4K ones all).
 _DECODER_BYTES = 2**29
 _AUTO_THREADS = 16  # FFmpeg's most automatic decoder threads
+# Frame threads cost a hand-off per frame; below this size that costs more than they save
+# (100,000 frames of 16x16: 5.2 s threaded, 2.3 s on one thread; 480x270 still gains).
+_THREADED_MIN_PIXELS = 2**16
 # A header without a plausible duration: the length is measured by reading packets (no
 # decoding) for at most this long; a file that takes longer is refused.
 _LENGTH_SCAN_SECONDS = 5.0
@@ -410,7 +423,9 @@ def _check_budget(path: str, probe: _Probe, count: int, size: tuple[int, int]) -
 
 def _decoder_threads(probe: _Probe) -> int:
     """Decoder threads for this frame size: 0 (FFmpeg's automatic count) unless one decoded
-    frame per thread would pass _DECODER_BYTES."""
+    frame per thread would pass _DECODER_BYTES; one for tiny frames (_THREADED_MIN_PIXELS)."""
+    if probe.width * probe.height < _THREADED_MIN_PIXELS:
+        return 1
     per_thread = 3 * max(1, probe.width * probe.height)  # 4:4:4 8-bit, or 4:2:0 at 10 bits
     cap = _DECODER_BYTES // per_thread
     return 0 if cap >= _AUTO_THREADS else max(1, cap)
@@ -470,17 +485,77 @@ class FramesChanged(ValueError):
     frames than packets, or decord failing mid-file): read it whole with `load_video`."""
 
 
+class DecodeTimeout(ValueError):
+    """Decoding ran past the ``time_budget`` given to `load_video` / `stream_video` (one line,
+    saying how far it got)."""
+
+
+class Cancelled(RuntimeError):
+    """Work given up because its ``should_stop()`` said so (e.g. the visitor who asked went
+    away): decoding in `load_video` / `stream_video`, encoding in `stc.VideoLLM.answer`."""
+
+
+class _Guard:
+    """The time budget and the stop callable of one read, checked as frames decode.
+
+    Time counts only while a reader runs (`resume` .. `pause`): a `VideoStream`'s consumer
+    works between chunks on its own clock. ``check()`` raises `DecodeTimeout` past the budget
+    and `Cancelled` when ``should_stop()`` (asked at most every _STOP_POLL_SECONDS) says so;
+    ``frame()`` counts a decoded frame, then checks.
+    """
+
+    def __init__(self, path: str, time_budget: float | None = None, should_stop: Callable[[], bool] | None = None):
+        self.path, self.budget, self.should_stop = path, time_budget, should_stop
+        self.active = time_budget is not None or should_stop is not None
+        self.count = 0  # sampled frames planned (set by the reader once known)
+        self.kept = self.decoded = 0
+        self._spent, self._since, self._ask_at = 0.0, None, 0.0
+
+    def resume(self) -> None:
+        if self._since is None:
+            self._since = time.monotonic()
+
+    def pause(self) -> None:
+        if self._since is not None:
+            self._spent += time.monotonic() - self._since
+            self._since = None
+
+    def check(self) -> None:
+        if not self.active:
+            return
+        now = time.monotonic()
+        spent = self._spent + (now - self._since if self._since is not None else 0.0)
+        if self.budget is not None and spent > self.budget:
+            self.pause()
+            planned = f" of {self.count}" if self.count else ""
+            decoded = f" ({self.decoded:,} decoded)" if self.decoded else ""
+            raise DecodeTimeout(
+                f"cannot read video {self.path}: decoding passed its {self.budget:g} s limit with {self.kept}{planned} "
+                f"frames read{decoded}; ask for fewer frames, or trim or shrink the video"
+            )
+        if self.should_stop is not None and now >= self._ask_at:
+            self._ask_at = now + _STOP_POLL_SECONDS
+            if self.should_stop():
+                self.pause()
+                raise Cancelled(f"cancelled while decoding {self.path} ({self.kept} frames read)")
+
+    def frame(self) -> None:
+        self.decoded += 1
+        self.check()
+
+
 # Readers are generators: first a `_Plan` (or None: this reader cannot read the file), then
 # chunks (uint8 [t, H, W, 3] frames, float64 [t] timestamps, int64 [t] indices) of at most
 # ``chunk`` frames each, in order. `load_video` concatenates them, `stream_video` hands them on.
 
 
 def _read_sequential(path: str, num_frames: int, probe: _Probe, size: tuple[int, int], chunk: int,
-                     total: int | None = None):
+                     total: int | None = None, guard: _Guard | None = None):
     """Decode front to back, converting only the sampled frames. Exact frame indices. Raises
     `_Shortfall` when fewer frames decode than the packets promised."""
     import av
 
+    guard = guard or _Guard(path)
     if total is None:
         total = probe.counted
     if total is None:
@@ -488,10 +563,16 @@ def _read_sequential(path: str, num_frames: int, probe: _Probe, size: tuple[int,
             stream = _video_stream(container, path)
             # Demuxing (no decoding) counts the frames exactly; headers can be off by one or
             # missing (AVI, MKV).
-            total = sum(1 for packet in container.demux(stream) if packet.size)
+            total = 0
+            for packet in container.demux(stream):
+                if packet.size:
+                    total += 1
+                    if total % 256 == 0:
+                        guard.check()
     _check_decodable(path, total, probe.declared_frames)
     wanted = sample_indices(total, num_frames)
     _check_budget(path, probe, len(wanted), size)
+    guard.count = len(wanted)
     fps = probe.fps or (total / probe.duration if probe.duration else 1.0)
     yield _Plan(len(wanted), total, fps)
     targets = wanted.tolist()
@@ -502,12 +583,14 @@ def _read_sequential(path: str, num_frames: int, probe: _Probe, size: tuple[int,
         try:
             for index, frame in enumerate(container.decode(stream)):
                 decoded = index + 1
+                guard.frame()
                 if index != targets[done]:
                     continue
                 at = _frame_time(frame, probe.start)
                 frames.append(_rgb(frame, size))
                 times.append(at if at is not None else index / fps)
                 done += 1
+                guard.kept += 1
                 if len(frames) == chunk or done == len(targets):
                     yield np.stack(frames), np.asarray(times), wanted[done - len(frames) : done]
                     frames, times = [], []
@@ -520,29 +603,61 @@ def _read_sequential(path: str, num_frames: int, probe: _Probe, size: tuple[int,
         raise _Shortfall(decoded)
 
 
-def _read_seeking(path: str, num_frames: int, probe: _Probe, size: tuple[int, int], chunk: int):
-    """Seek near each sampled frame and decode forward; never decodes the whole file."""
+def _keyframe_before(index, stream, probe: _Probe, seconds: float) -> float | None:
+    """Seconds of the keyframe a backward seek to ``seconds`` lands on, read from the container's
+    index through a second demuxer ``index`` (packets only, nothing decoded); None when the
+    first packet there is not a keyframe or carries no time."""
     import av
 
+    try:
+        index.seek(int((probe.start + seconds) / stream.time_base), stream=stream, backward=True, any_frame=False)
+        for packet in index.demux(stream):
+            if packet.size:
+                if packet.is_keyframe and packet.pts is not None:
+                    return float(packet.pts * stream.time_base) - probe.start
+                return None
+    except av.error.FFmpegError:
+        return None
+    return None
+
+
+def _read_seeking(path: str, num_frames: int, probe: _Probe, size: tuple[int, int], chunk: int,
+                  guard: _Guard | None = None):
+    """Reach each sampled frame by decoding forward from the last decoded one, or by seeking
+    when the keyframe a seek lands on lies past it: the cheaper of the two, and no frame is
+    decoded twice, so a file with one keyframe is decoded once front to back (at most), never
+    from its start again for every sampled frame; a file with keyframes every few seconds
+    decodes a few seconds per sampled frame."""
+    import av
+
+    guard = guard or _Guard(path)
     fps, total = probe.fps, probe.declared_frames
     wanted = sample_indices(total, num_frames)
     _check_budget(path, probe, len(wanted), size)
+    guard.count = len(wanted)
     yield _Plan(len(wanted), total, fps)
     half = 0.5 / fps
     frames, timestamps, indices, previous = [], [], [], None
-    with _open(path) as container:
+    with _open(path) as container, _open(path) as index_container:
         stream = _video_stream(container, path)
+        index_stream = _video_stream(index_container, path)
         _configure(stream, probe)
         decoder, last, last_time, furthest = None, None, None, None
         for index in wanted.tolist():
             target = index / fps
-            if decoder is None or last_time is None or target - last_time > _SEEK_GAP_SECONDS:
+            seek = decoder is None or last_time is None
+            if not seek and target - last_time > _SEEK_GAP_SECONDS:
+                keyframe = _keyframe_before(index_container, index_stream, probe, target)
+                seek = keyframe is None or keyframe > last_time + half
+            guard.check()
+            if seek:
                 offset = int((probe.start + target) / stream.time_base)
                 container.seek(offset, stream=stream, backward=True, any_frame=False)
                 decoder, last, last_time = container.decode(stream), None, None
             found = None
             try:
                 for frame in decoder:
+                    guard.frame()
                     at = _frame_time(frame, probe.start)
                     if at is None:
                         raise _fail(path, "frames carry no timestamps; cannot seek in it")
@@ -567,6 +682,7 @@ def _read_seeking(path: str, num_frames: int, probe: _Probe, size: tuple[int, in
             frames.append(_rgb(found, size))
             timestamps.append(at)
             indices.append(previous)
+            guard.kept += 1
             if len(frames) == chunk:
                 yield np.stack(frames), np.asarray(timestamps), np.asarray(indices, dtype=np.int64)
                 frames, timestamps, indices = [], [], []
@@ -574,10 +690,13 @@ def _read_seeking(path: str, num_frames: int, probe: _Probe, size: tuple[int, in
         yield np.stack(frames), np.asarray(timestamps), np.asarray(indices, dtype=np.int64)
 
 
-def _read_decord(path: str, num_frames: int, probe: _Probe, size: tuple[int, int], chunk: int):
+def _read_decord(path: str, num_frames: int, probe: _Probe, size: tuple[int, int], chunk: int,
+                 guard: _Guard | None = None):
     """Read with decord, scaled to ``size`` inside its reader (uint8, never a full-size RGB
     batch). Plans None when decord cannot open the file, and raises `_DecordFailed` when it
-    fails later (PyAV then decides about the file)."""
+    fails later (PyAV then decides about the file). A guarded read asks decord for one frame
+    per call and checks the guard between calls (a call itself cannot be interrupted)."""
+    guard = guard or _Guard(path)
     scaled = size != (probe.width, probe.height)
     try:
         import decord
@@ -601,13 +720,22 @@ def _read_decord(path: str, num_frames: int, probe: _Probe, size: tuple[int, int
     except Exception:
         yield None
         return
+    guard.count = len(wanted)
     yield _Plan(len(wanted), total, fps)
+    step = 1 if guard.active else chunk
     for start in range(0, len(wanted), chunk):
         part = wanted[start : start + chunk]
+        pieces = []
         try:
-            frames = reader.get_batch(part.tolist()).asnumpy()
+            for at in range(0, len(part), step):
+                guard.check()
+                pieces.append(reader.get_batch(part[at : at + step].tolist()).asnumpy())
+                guard.kept += len(pieces[-1])
+            frames = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
             timestamps = reader.get_frame_timestamp(part.tolist())[:, 0].astype(np.float64)
-        except Exception:
+        except Exception as err:
+            if isinstance(err, (DecodeTimeout, Cancelled)):
+                raise
             raise _DecordFailed() from None
         if frames.shape[1:] != (size[1], size[0], 3) or frames.dtype != np.uint8:
             raise _DecordFailed()  # the header's size was not the decoded one
@@ -624,6 +752,10 @@ def _decord_available() -> bool:
 
 def _check_file(path: str | os.PathLike) -> str:
     path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if "\0" in path:
+        raise ValueError(f"not a video file path: it contains a NUL byte ({Path(path).name!r})")
     file = Path(path)
     if not file.exists():
         raise ValueError(f"video file not found: {path}")
@@ -717,31 +849,53 @@ class VideoStream:
     out, as `load_video` would; their count can fall below the planned ``num_frames`` where a
     file repeats timestamps. A reader that must resample after handing out chunks (fewer
     decodable frames than packets, decord failing mid-file) raises `FramesChanged`.
-    ``read()`` gives the whole `Video` instead (that is `load_video`).
+    ``read()`` gives the whole `Video` instead (that is `load_video`). ``time_budget`` and
+    ``should_stop`` (see `stream_video`) hold while frames decode, not while a consumer works
+    between chunks.
     """
 
-    def __init__(self, path: str, num_frames: int, probe: _Probe, size: tuple[int, int], backend: str, chunk: int):
+    def __init__(self, path: str, num_frames: int, probe: _Probe, size: tuple[int, int], backend: str, chunk: int,
+                 guard: _Guard | None = None):
         self.source, self.chunk = path, chunk
         self._asked, self._probe, self._size, self._backend = num_frames, probe, size, backend
-        self._decord = backend == "decord" or (backend == "auto" and _decord_available())
+        self._guard = guard or _Guard(path)
+        # decord cannot be interrupted inside a call: a guarded read is PyAV's unless decord is named.
+        self._decord = backend == "decord" or (backend == "auto" and not self._guard.active and _decord_available())
         self._reader, self._plan, self.backend = self._start()
         self._used = False
         self.timestamps = self.frame_indices = self.duration = self.note = None
 
     def _start(self, total: int | None = None):
         """(reader, its plan, backend): decord when asked for and able, else PyAV."""
-        path, probe = self.source, self._probe
+        path, probe, guard = self.source, self._probe, self._guard
         args = (path, self._asked, probe, self._size, self.chunk)
-        if self._decord:
-            reader = _read_decord(*args)
-            plan = next(reader)
-            if plan is not None:
-                return reader, plan, "decord"
-            if self._backend == "decord":
-                raise _fail(path, "decord could not decode it")
-        long = probe.timed and probe.fps and probe.duration and probe.declared_frames > _SEQUENTIAL_MAX_FRAMES
-        reader = _read_seeking(*args) if long else _read_sequential(*args, total=total)
-        return reader, next(reader), "pyav"
+        guard.kept = 0
+        guard.resume()
+        try:
+            if self._decord:
+                reader = _read_decord(*args, guard=guard)
+                plan = next(reader)
+                if plan is not None:
+                    return reader, plan, "decord"
+                if self._backend == "decord":
+                    raise _fail(path, "decord could not decode it")
+            long = probe.timed and probe.fps and probe.duration and probe.declared_frames > _SEQUENTIAL_MAX_FRAMES
+            reader = _read_seeking(*args, guard=guard) if long else _read_sequential(*args, total=total, guard=guard)
+            return reader, next(reader), "pyav"
+        finally:
+            guard.pause()
+
+    def _chunks(self):
+        """The reader's chunks, its guard's clock running only while the reader does."""
+        while True:
+            self._guard.resume()
+            try:
+                chunk = next(self._reader)
+            except StopIteration:
+                return
+            finally:
+                self._guard.pause()
+            yield chunk
 
     def _restart(self, why: Exception) -> None:
         """Start again after a reader's `_Shortfall` (over the frames that decode) or
@@ -794,7 +948,7 @@ class VideoStream:
         timestamps, indices = [], []
         while True:
             try:
-                for frames, times, index in self._reader:
+                for frames, times, index in self._chunks():
                     timestamps.append(times)
                     indices.append(index)
                     yield Video(frames=frames, timestamps=times, fps=self.fps, duration=self._header_duration(),
@@ -817,7 +971,7 @@ class VideoStream:
             frames = np.empty((self.num_frames, self.height, self.width, 3), dtype=np.uint8)
             timestamps, indices, count = [], [], 0
             try:
-                for part, times, index in self._reader:
+                for part, times, index in self._chunks():
                     frames[count : count + len(part)] = part
                     count += len(part)
                     timestamps.append(times)
@@ -852,18 +1006,23 @@ def stream_video(
     chunk: int = 16,
     backend: str = "auto",
     max_side: int | str | None = "auto",
+    time_budget: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> VideoStream:
     """The frames of `load_video` (same arguments, same frames, timestamps and checks),
     decoded ``chunk`` frames at a time as they are iterated: a `VideoStream`.
 
     For consumers that use frames chunk by chunk (an encoder feeding `stc.StreamCompressor`):
     memory then holds one chunk of frames, whatever T. The header, the request and the pixel
-    budget are checked here, before any frame is decoded.
+    budget are checked here, before any frame is decoded. ``time_budget`` counts the seconds
+    spent decoding (not the consumer's time between chunks); ``should_stop`` as in `load_video`.
     """
     if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    guard = _guard(path, time_budget, should_stop)
     path, num_frames, probe, size = _request(path, num_frames, fps, max_frames, backend, max_side)
-    return VideoStream(path, num_frames, probe, size, backend, int(chunk))
+    guard.path = path
+    return VideoStream(path, num_frames, probe, size, backend, int(chunk), guard)
 
 
 def load_video(
@@ -874,6 +1033,8 @@ def load_video(
     max_frames: int = MAX_FRAMES,
     backend: str = "auto",
     max_side: int | str | None = "auto",
+    time_budget: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Video:
     """Read frames spread uniformly over a video file (see `sample_indices`).
 
@@ -891,12 +1052,36 @@ def load_video(
             (default): 1344 (above every supported model's input size, and 4K frames never sit
             in memory at full size as RGB), lowered for many frames so they fit MAX_PIXELS,
             but not below 384 (1,024 frames of a 16:9 clip at 384 px: 85 megapixels).
+        time_budget: seconds decoding may take (None: no limit), checked after every decoded
+            frame: past it, `DecodeTimeout` (a ValueError) says how far it got. Long files
+            cost at most one pass however their keyframes lie (see `_read_seeking`), but
+            that pass can still be long (hours of large frames).
+        should_stop: a callable asked while frames decode (at most every 50 ms); True gives
+            up with `Cancelled` (a RuntimeError). With either guard, backend "auto" reads
+            with PyAV (decord cannot be interrupted inside a call); "decord" named reads one
+            frame per call and checks between calls.
     Returns:
         A `Video` with frames uint8 [T, H, W, 3] and timestamps float [T] in seconds.
     Raises:
-        ValueError (one line) for a bad num_frames/fps/max_frames/backend, a missing, empty,
-        non-video, audio-only, corrupt or truncated file, one whose length cannot be measured
-        (see `probe`), frames over MAX_FRAME_PIXELS, or sampled frames over MAX_PIXELS.
+        ValueError (one line) for a bad num_frames/fps/max_frames/backend/time_budget, a
+        missing, empty, non-video, audio-only, corrupt or truncated file, one whose length
+        cannot be measured (see `probe`), frames over MAX_FRAME_PIXELS, sampled frames over
+        MAX_PIXELS, or decoding past ``time_budget`` (`DecodeTimeout`); `Cancelled` when
+        ``should_stop()`` says so.
     """
+    guard = _guard(path, time_budget, should_stop)
     path, num_frames, probe, size = _request(path, num_frames, fps, max_frames, backend, max_side)
-    return VideoStream(path, num_frames, probe, size, backend, chunk=64).read()
+    guard.path = path
+    return VideoStream(path, num_frames, probe, size, backend, 64, guard).read()
+
+
+def _guard(path, time_budget, should_stop) -> _Guard:
+    """The checked guards of one read (ValueError for a bad ``time_budget`` or ``should_stop``)."""
+    if time_budget is not None and (
+        isinstance(time_budget, bool) or not isinstance(time_budget, numbers.Real) or not math.isfinite(time_budget)
+        or not time_budget > 0
+    ):
+        raise ValueError(f"time_budget must be a positive number of seconds or None, got {time_budget!r}")
+    if should_stop is not None and not callable(should_stop):
+        raise ValueError(f"should_stop must be a callable or None, got {type(should_stop).__name__}")
+    return _Guard(str(path), None if time_budget is None else float(time_budget), should_stop)

@@ -101,3 +101,38 @@ def video(gradio_clip):
     import stc
 
     return stc.load_video(gradio_clip("world.mp4"), num_frames=8)
+
+
+@pytest.fixture(scope="session")
+def sparse_keyframes(tmp_path_factory):
+    """Issue 22's clips: {"one": 100,000 frames of 16x16 at 30 fps (55 min, ~5 MB) with a single
+    keyframe, "ten": the same with a keyframe every 10,000 frames}, written once per session
+    with libx264 (a few seconds each). Frame i is grey at frame_level(i). Their keyframe layout
+    is checked here: the tests rely on it."""
+    import av
+
+    if "libx264" not in av.codecs_available:
+        pytest.skip("this PyAV has no libx264 encoder")
+    folder = tmp_path_factory.mktemp("keyframes")
+    clips = {}
+    for kind, keyint, keyframes in [("one", 10**6, 1), ("ten", 10_000, 10)]:
+        path = folder / f"{kind}_keyframe.mp4"
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream("libx264", rate=30)
+            stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
+            stream.options = {"preset": "ultrafast", "g": str(keyint), "keyint_min": str(keyint),
+                              "sc_threshold": "0", "bframes": "0"}
+            planes = np.full((24, 16), 128, np.uint8)
+            for i in range(100_000):
+                planes[:16] = _frame_level(i)
+                frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+                frame.pts = i
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        with av.open(str(path)) as container:
+            found = [i for i, p in enumerate(container.demux(video=0)) if p.size and p.is_keyframe]
+        assert found == list(range(0, 100_000, 100_000 // keyframes)), (kind, found[:12])
+        clips[kind] = path
+    return clips

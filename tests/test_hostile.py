@@ -1,6 +1,6 @@
-"""Hostile input (issue 11): questions are text, the queue is fair, messages show no server
-details. The library on both tiny model families; the app launched on loopback, each bad
-request followed by a good one to the same app."""
+"""Hostile input (issues 11, 22): questions are text, the queue is fair, messages show no server
+details, no upload holds the server for long. The library on both tiny model families; the app
+launched on loopback, each bad request followed by a good one to the same app."""
 
 import json
 import sys
@@ -85,6 +85,20 @@ def test_generation_stops_when_asked(models, clip4):
     assert llm.answer(clip4, "What is shown?", max_new_tokens=8).stats.new_tokens > 0
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_encoding_stops_when_asked(models, clip4, family):
+    """Asked before each vision-encoder layer: True raises `stc.video.Cancelled` (no answer yet)."""
+    llm = models[family]
+    llm.clear_cache()  # a cached encoding runs no layer
+    asked = []
+    with pytest.raises(stc.video.Cancelled, match="^cancelled while encoding the video$"):
+        llm.answer(clip4, "What is shown?", max_new_tokens=4, should_stop=lambda: asked.append(1) or len(asked) >= 2)
+    assert len(asked) == 2  # the first layer ran, the second did not
+    answer = llm.answer(clip4, "What is shown?", max_new_tokens=4, should_stop=lambda: False)
+    assert answer.stats.new_tokens > 0 and not answer.stats.vision_cached
+    assert not any(layer._forward_pre_hooks for layer in llm.adapter.vision_layers())  # none left behind
+
+
 # --- the served app ----------------------------------------------------------------------------------
 
 FILEDATA = {"_type": "gradio.FileData"}
@@ -97,9 +111,10 @@ def app():
 
 @pytest.fixture(scope="module")
 def served(app):
-    """The app on loopback with room in its queue for more than one visitor's cap."""
+    """The app on loopback with room in its queue for more than one visitor's cap, taking
+    uploads of a few MB and an hour long (issue 22's 55-minute clips)."""
     saved = app.LIMITS
-    app.LIMITS = replace(LIMITS, queue_size=8, max_waiting_per_client=2)
+    app.LIMITS = replace(LIMITS, queue_size=8, max_waiting_per_client=2, max_upload_mb=8, max_video_seconds=3600)
     try:
         with serving(app) as url:
             yield url
@@ -107,12 +122,13 @@ def served(app):
         app.LIMITS = saved
 
 
-def post(url: str, data: list, source: str | None = None) -> httpx.Response:
-    """POST ``data`` to /run from the loopback address ``source`` (another visitor)."""
+def post(url: str, data: list, source: str | None = None, headers: dict | None = None) -> httpx.Response:
+    """POST ``data`` to /run from the loopback address ``source`` (another visitor), with
+    ``headers`` besides."""
     transport = httpx.HTTPTransport(local_address=source) if source else None
     with httpx.Client(base_url=url, timeout=30, transport=transport) as http:
         return http.post("gradio_api/call/run", content=json.dumps({"data": data}),
-                         headers={"content-type": "application/json"})
+                         headers={"content-type": "application/json", **(headers or {})})
 
 
 def outcome(url: str, event_id: str) -> tuple[str, object]:
@@ -277,6 +293,9 @@ def test_messages_show_no_server_details(served):
         (6, 99, "τ must be in [0.05, 1], got 99"),
         (9, "x", "K (stage-2 layer) must be a number, at least 0, got 'x'"),
         (12, 10**9, "max new tokens must be in [8, 512], got 1000000000"),
+        (0, {"path": upload["path"] + "\x00.mp4", "meta": FILEDATA},
+         "the video's path contains a NUL byte: this app reads only uploads and its own examples"),
+        (9, 1e300, "K (stage-2 layer) must be in [0, 10000], got 1e+300"),  # Gradio made it a 301-digit int
         (None, None, "this request needs 13 values, got 3"),
     ]
     for index, value, said in cases:
@@ -294,4 +313,136 @@ def test_messages_show_no_server_details(served):
         for path in (f"examples/{name}", ROOT / "examples" / name):
             response = httpx.get(f"{served}gradio_api/file={path}", timeout=30)
             assert (response.status_code == 200) == served_file, (path, response.status_code)
+    good_request(served)
+
+
+# --- issue 22: no upload holds the server for long; forged headers do not multiply the cap -------
+
+
+@pytest.mark.parametrize("kind", ["one", "ten"])
+def test_sparse_keyframe_clips_are_answered_in_time(served, sparse_keyframes, kind):
+    """55 minutes of 16x16 frames with one keyframe (or one per 10,000 frames): every sampled
+    frame was a seek decoding again from the keyframe (102.8 s of server time at 64 frames)."""
+    data = run_args(question=QUESTION, frames=64)
+    data[0] = uploaded(served, sparse_keyframes[kind])
+    start = time.perf_counter()
+    kind_, outputs = outcome(served, post(served, data).json()["event_id"])
+    seconds = time.perf_counter() - start
+    assert kind_ == "complete", outputs
+    assert f"64 frames sampled · “{QUESTION}”" in outputs[-1]
+    print(f"{kind} keyframe(s), 64 frames: answered in {seconds:.1f} s")
+    assert seconds < 15
+    good_request(served)
+
+
+def test_decoding_past_its_limit_is_refused_in_one_line_then_serves(served, app, sparse_keyframes, monkeypatch):
+    monkeypatch.setattr(app, "LIMITS", replace(app.LIMITS, max_decode_seconds=0.3))
+    data = run_args(question=QUESTION, frames=64)
+    data[0] = uploaded(served, sparse_keyframes["one"])
+    start = time.perf_counter()
+    message = error_of(served, data)
+    assert time.perf_counter() - start < 10
+    assert message and message.startswith(
+        "cannot read video one_keyframe.mp4: decoding passed its 0.3 s limit with "), message
+    assert message.endswith("decoded); ask for fewer frames, or trim or shrink the video") and one_line(message)
+    assert "/tmp" not in message
+    good_request(served)
+
+
+def test_a_visitor_who_leaves_during_decoding_frees_the_slot_within_2_s(served, sparse_keyframes, monkeypatch):
+    """A slow decoder (1 ms a frame: the one-keyframe clip would take 100 s) and a visitor who
+    closes the stream while it decodes: the next visitor's request starts within 2 s."""
+    import stc.video as video_module
+
+    real_time, decoded, decoding = video_module._frame_time, [0], threading.Event()
+
+    def slow(frame, start):
+        decoded[0] += 1
+        decoding.set()
+        time.sleep(0.001)
+        return real_time(frame, start)
+
+    real_compare, started = logic.run_comparison, {}
+
+    def compare(llm, video, question, *args, **kwargs):
+        started[question] = time.monotonic()
+        return real_compare(llm, video, question, *args, **kwargs)
+
+    monkeypatch.setattr(video_module, "_frame_time", slow)
+    monkeypatch.setattr(logic, "run_comparison", compare)
+    leaving = run_args(question="A visitor who leaves while it decodes?", frames=64)
+    leaving[0] = uploaded(served, sparse_keyframes["one"])
+    waiting = run_args(question=QUESTION)
+    waiting[0] = uploaded(served, CLIP)
+    response = post(served, leaving)
+    with httpx.stream("GET", f"{served}gradio_api/call/run/{response.json()['event_id']}", timeout=30):
+        assert decoding.wait(60)
+        queued = post(served, waiting, source="127.0.0.2")  # another visitor, waiting for the slot
+        assert queued.status_code == 200
+        time.sleep(0.5)
+        assert QUESTION not in started and decoded[0] < 100_000  # still decoding the first
+        left = time.monotonic()
+    kind, outputs = outcome(served, queued.json()["event_id"])
+    assert kind == "complete", outputs
+    check_good(outputs)
+    print(f"the next request started {started[QUESTION] - left:.2f} s after the visitor left")
+    assert started[QUESTION] - left < 2.0
+    stopped = decoded[0]
+    time.sleep(0.3)
+    assert decoded[0] == stopped, "the decoding of the visitor who left goes on"
+
+
+REAL = "93.184.216.34"  # a visitor's address, as the Space's proxy appends it
+INTERNAL = "10.16.3.80"  # a hop inside the platform, after the proxy
+
+
+@pytest.mark.parametrize("lines, peer, who", [
+    ([], "10.0.0.9", "10.0.0.9"),  # no header: the connecting address
+    ([REAL], INTERNAL, REAL),  # a proxy that overwrites the header
+    ([f"8.8.8.8, {REAL}"], INTERNAL, REAL),  # a proxy that appends: the visitor's own entry is ignored
+    ([f"8.8.8.8, 1.1.1.1, {REAL}, {INTERNAL}, 172.16.0.2"], None, REAL),  # hops after the proxy's entry
+    (["8.8.8.8", f"{REAL}, {INTERNAL}"], None, REAL),  # the visitor's header line, then the proxy's
+    ([f"not-an-address, {REAL}:4711"], None, REAL),  # a port
+    (["::ffff:93.184.216.34"], None, REAL),  # IPv4-mapped IPv6
+    (["2001:4860:4860::8888, [2a00:1450:4001:81b::200e]:443"], None, "2a00:1450:4001:81b::/64"),  # IPv6: its /64
+    (["10.0.0.1, 127.0.0.1, fe80::1"], "10.0.0.9", "10.0.0.9"),  # nothing public: the connecting address
+    ([], None, "unknown"),
+])
+def test_a_visitor_is_the_address_the_proxy_wrote(lines, peer, who):
+    assert logic.visitor_address(lines, peer) == who
+
+
+def test_forged_forwarded_for_does_not_multiply_one_visitors_cap(served, gpu_work, monkeypatch):
+    """On a Space (SPACE_ID set) the visitor writes X-Forwarded-For and the proxy appends the
+    address it saw: 8 requests, each with another forged first address, are one visitor."""
+    monkeypatch.setenv("SPACE_ID", "someone/stc")
+    data = run_args(question=QUESTION)
+    data[0] = uploaded(served, CLIP)
+
+    def via_proxy(forged: str, address: str = REAL) -> dict:
+        return {"x-forwarded-for": f"{forged}, {address}, {INTERNAL}"}
+
+    gpu_work["hold"].set()
+    first = post(served, data, headers=via_proxy("8.8.8.0"))
+    assert first.status_code == 200 and gpu_work["running"].wait(60)
+    answers = [post(served, data, headers=via_proxy(f"8.8.8.{i}")) for i in range(1, 9)]
+    assert [r.status_code for r in answers] == [200, 200] + [429] * 6, [r.text for r in answers]
+    assert answers[2].json()["detail"].startswith("you already have 2 requests waiting")
+    other = run_args(question="Another visitor: what is shown?")
+    other[0] = data[0]
+    neighbour = post(served, other, headers=via_proxy("8.8.8.0", "93.184.216.35"))  # another visitor
+    assert neighbour.status_code == 200, neighbour.text
+    gpu_work["release"].set()
+    for response in [first, *answers[:2], neighbour]:
+        assert outcome(served, response.json()["event_id"])[0] == "complete"
+    good_request(served)
+
+
+def test_an_unknown_function_gets_the_apps_line(served):
+    for fn_index, shown in [(9999, "9999"), (-1, "-1"), (10**40, "1e+40")]:
+        response = httpx.post(f"{served}gradio_api/queue/join", timeout=30,
+                              json={"data": [], "fn_index": fn_index, "session_hash": "issue22"})
+        assert response.status_code == 400, response.text
+        assert response.json()["detail"] == (
+            f"this app has no function {shown} (fn_index); its API page lists the ones it has")
     good_request(served)

@@ -135,6 +135,15 @@ def test_long_handler_returns_every_output(app):
     assert page.maximum == 2 and page.value == 1 and page.interactive
     # another page, drawn again from the state without running the model
     assert app.show_long_page(state, 2).height < grid.height
+    # the cluster toggle: the page shown, drawn again with other marks; nothing to draw before a run
+    off = app.redraw_long_grid(state, 1, "off")
+    assert off.size == grid.size and not np.array_equal(np.asarray(off), np.asarray(grid))
+    assert np.array_equal(np.asarray(app.redraw_long_grid(state, 1, "outline")), np.asarray(grid))
+    assert app.redraw_long_grid(None, 1, "off") == gr.update()
+    with pytest.raises(gr.Error, match="clusters must be one of"):
+        app.show_long_page(state, 1, "fill")
+    assert app.input_problem(gr.Radio(["outline", "off"]), "fill", "refilled clusters").startswith(
+        "unknown refilled clusters 'fill'")
 
 
 @pytest.mark.parametrize("args, match", [

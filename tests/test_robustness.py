@@ -182,20 +182,23 @@ def test_limits_come_from_the_environment_and_flags(monkeypatch, app):
     assert logic.Limits.from_env({}) == logic.Limits()
     env = {"STC_MAX_UPLOAD_MB": "50", "STC_MAX_VIDEO_SECONDS": "900", "STC_QUEUE_SIZE": "4",
            "STC_MAX_GENERATE_SECONDS": "30.5", "STC_CONCURRENCY": "2", "STC_MAX_VIDEO_SIDE": "4096",
-           "STC_CACHE_MAX_AGE": "600"}
+           "STC_CACHE_MAX_AGE": "600", "STC_MAX_DECODE_SECONDS": "12"}
     limits = logic.Limits.from_env(env, queue_size=8)
     assert limits == logic.Limits(max_upload_mb=50, max_video_seconds=900, max_video_side=4096,
-                                  max_generate_seconds=30.5, concurrency=2, queue_size=8, cache_max_age=600)
+                                  max_generate_seconds=30.5, max_decode_seconds=12, concurrency=2, queue_size=8,
+                                  cache_max_age=600)
     for variable, value in [("STC_QUEUE_SIZE", "0"), ("STC_CONCURRENCY", "1.5"), ("STC_MAX_VIDEO_SECONDS", "nan"),
                             ("STC_MAX_UPLOAD_MB", "lots")]:
         with pytest.raises(ValueError, match=variable):
             logic.Limits.from_env({variable: value})
-    args = app.parse_args(["--queue-size", "3", "--max-video-seconds", "120"])
+    args = app.parse_args(["--queue-size", "3", "--max-video-seconds", "120", "--max-decode-seconds", "9.5"])
     flags = logic.Limits.from_env({}, **{name: getattr(args, name) for name in logic.Limits.ENV})
     assert flags.queue_size == 3 and flags.max_video_seconds == 120 and flags.concurrency == 1
+    assert flags.max_decode_seconds == 9.5
     # The defaults the app runs with, and that the page states them.
     assert app.demo.delete_cache == (600, 3600)
     assert "200 MB" in logic.limits_text(logic.Limits()) and "busy" in logic.limits_text(logic.Limits())
+    assert "8–64 frames, decoded within 30 s;" in logic.limits_text(logic.Limits())
 
 
 def test_only_uploads_and_examples_are_read(tmp_path):

@@ -270,8 +270,8 @@ def test_decord_failing_mid_file_falls_back_whole_but_not_mid_stream(gradio_clip
     reference = load_video(path, 40, backend="pyav")
     real = video_module._read_decord
 
-    def fails_after_one_chunk(*args):
-        reader = real(*args)
+    def fails_after_one_chunk(*args, **kwargs):
+        reader = real(*args, **kwargs)
         yield next(reader)
         yield next(reader)
         raise video_module._DecordFailed()

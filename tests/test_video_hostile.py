@@ -1,10 +1,13 @@
-"""Hostile video files (issue 11): memory bounded by construction, limits that hold without headers.
+"""Hostile video files (issues 11, 22): memory bounded by construction, limits that hold without
+headers, decoding bounded in time and stoppable.
 
 Peak memory of `load_video` is measured in a fresh process (RSS growth, Linux /proc) on an
 8000x8000 clip and a 4K 64-frame clip with each backend; a request over the pixel budget is
 refused before decoding. Files whose header has no duration (a raw H.264 stream named .mp4, a
 live-mode Matroska) are measured from their packets, so the app's 60-minute check holds; one
-that cannot be measured in time is refused. Every refusal is followed by a good request.
+that cannot be measured in time is refused. A 55-minute clip with one keyframe (or one per
+10,000 frames) is decoded in one pass, not once per sampled frame; decoding stops at its time
+budget with one line, and when its caller says stop. Every refusal is followed by a good request.
 """
 
 import json
@@ -58,11 +61,13 @@ def _repeated_intra_clip(path: Path, num_frames: int, size) -> Path:
 
 @pytest.fixture(scope="session")
 def huge_clips(tmp_path_factory):
-    """{"8000x8000": 8 frames, "4k": 64 frames at 3840x2160}, generated once."""
+    """{"8000x8000": 8 frames, "4k": 64 frames at 3840x2160, "1344": 128 frames at 1344x1344},
+    generated once."""
     folder = tmp_path_factory.mktemp("huge")
     return {
         "8000x8000": _repeated_intra_clip(folder / "square8000.mp4", 8, (8000, 8000)),
         "4k": _repeated_intra_clip(folder / "uhd64.mp4", 64, (3840, 2160)),
+        "1344": _repeated_intra_clip(folder / "square1344.mp4", 128, (1344, 1344)),
     }
 
 
@@ -183,6 +188,85 @@ def test_peak_memory_is_bounded_on_both_backends(huge_clips, clip, num_frames, s
         assert growth[backend] < MEMORY_LIMIT, f"{backend}: {growth[backend] / 2**20:.0f} MiB"
     if len(growth) == 2:
         assert max(growth.values()) < 2 * min(growth.values()), growth
+
+
+# The app's own memory (issue 22): peak RSS growth of one request, in a fresh process serving the
+# app on the tiny model, after one warm-up request on that tab (`_APP_CHILD`). Measured so on a
+# 2-core CPU (README "Limits and bad input"): /run 64 frames of 4K +605 MiB, of 8000x8000
+# +1303 MiB, of 1344x1344 +972-977 MiB; compare (5 methods) 64 of 4K +556 MiB; /long 128 of 4K
+# +817 MiB, of 1344x1344 +1268-1354 MiB (runs vary by ~0.1 GiB). The test reads 1344x1344 frames:
+# the largest the app keeps (its 1344 px working size) and cheap to decode; the decoder's own
+# share for huge frames (+330 MiB at 8000x8000) is bounded by test_peak_memory_is_bounded_on_both_backends.
+APP_MEMORY_LIMIT = 1.5 * GIB
+
+_APP_CHILD = textwrap.dedent(
+    """
+    import json, os, re, sys
+    root, clip, tab, frames = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    sys.path.insert(0, os.path.join(root, "tests"))
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import httpx, torch
+    torch.set_num_threads(1)
+    from test_app import CLIP, import_app, run_args, serving
+    def status(key):
+        return int(re.search(key + r":\s+(\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+    def upload(url, path):
+        r = httpx.post(url + "gradio_api/upload", files={"files": (os.path.basename(path), open(path, "rb").read())},
+                       timeout=120)
+        return {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}}
+    def call(url, data):
+        with httpx.Client(base_url=url, timeout=600) as http:
+            event = http.post("gradio_api/call/" + tab, json={"data": data}).json()["event_id"]
+            stream = http.get("gradio_api/call/" + tab + "/" + event).text
+        assert "event: complete" in stream, stream[-800:]
+    def request(video, n):
+        if tab == "long":
+            return [video, "What is shown?", "tiny-random/llava-onevision", 2048, n, 8]
+        data = run_args(question="What is shown?", frames=n)
+        data[0] = video
+        if tab == "compare":
+            data[5] = ["stc", "fastv", "visionzip", "fastvid", "holitom"]
+        return data
+    with serving(import_app()) as url:
+        call(url, request(upload(url, str(CLIP)), 16 if tab == "long" else 8))  # warm-up
+        video = upload(url, clip)
+        try:  # reset the peak to the present RSS (Linux >= 4.0)
+            open("/proc/self/clear_refs", "w").write("5")
+            base = status("VmRSS")
+        except OSError:
+            base = status("VmHWM")
+        call(url, request(video, frames))
+        growth = status("VmHWM") - base
+    print(json.dumps({"growth": growth}))
+    """
+)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="RSS is read from Linux /proc")
+@pytest.mark.parametrize("tab, frames", [("run", 64), ("long", 128)])
+def test_app_peak_memory_per_request_is_bounded(huge_clips, tab, frames):
+    """The worst cases of the app on a CPU: 64 frames on /run, 128 (the CPU cap) on /long, of
+    frames kept at the largest working size."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _APP_CHILD, str(ROOT), str(huge_clips["1344"]), tab, str(frames)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline, peak = time.monotonic() + 600, 0
+    while child.poll() is None:
+        try:
+            peak = max(peak, int(Path(f"/proc/{child.pid}/status").read_text().split("VmRSS:")[1].split()[0]) * 1024)
+        except (OSError, IndexError):
+            pass
+        if peak > 2 * WATCHDOG or time.monotonic() > deadline:
+            child.kill()
+            child.wait()
+            pytest.fail(f"the app on /{tab} passed {peak / GIB:.1f} GiB of RSS or 600 s; killed")
+        time.sleep(0.05)
+    out, err = child.communicate()
+    assert child.returncode == 0, err[-3000:]
+    growth = json.loads(out.strip().splitlines()[-1])["growth"]
+    print(f"/{tab}, {frames} frames of 1344x1344: peak RSS growth {growth / 2**20:.0f} MiB")
+    assert growth < APP_MEMORY_LIMIT, f"{growth / 2**20:.0f} MiB"
 
 
 def _no_decoding(monkeypatch):
@@ -321,3 +405,110 @@ def test_app_refuses_two_headerless_hours_then_serves(headerless, tmp_path, monk
     assert logic.check_video_limits(upload, replace(limits, max_video_seconds=3 * 3600)).duration > 7000
     _banner, base, compressed, _grid, _table, _chart, summary = app.run(*run_args(question="What is shown?"))
     assert base and compressed and "frames sampled" in summary
+
+
+# --- 3. decoding bounded in time, and stoppable (issue 22) ----------------------------------------
+
+
+@pytest.fixture
+def decoded_frames(monkeypatch):
+    """Counts the frames the seeking reader decodes (it reads every decoded frame's time)."""
+    count = [0]
+    real = video_module._frame_time
+
+    def counted(frame, start):
+        count[0] += 1
+        return real(frame, start)
+
+    monkeypatch.setattr(video_module, "_frame_time", counted)
+    return count
+
+
+@pytest.mark.parametrize("kind", ["one", "ten"])
+def test_sparse_keyframes_are_decoded_in_one_pass(sparse_keyframes, frame_level, decoded_frames, kind):
+    """Every sampled frame used to be a seek decoding again from the keyframe (frame 0): 64 frames
+    of the one-keyframe clip decoded 3.2 million frames (minutes). Now no frame decodes twice."""
+    start = time.perf_counter()
+    video = load_video(sparse_keyframes[kind], 64, backend="pyav")
+    seconds = time.perf_counter() - start
+    assert video.num_frames == 64 and video.total_frames == 100_000 and video.note is None
+    assert video.frame_indices.tolist() == sample_indices(100_000, 64).tolist()
+    # The frames asked for: luma frame_level(i) is RGB grey (level - 16) * 255 / 219 (limited range);
+    # neighbours differ by 9.
+    expected = np.clip((np.array([frame_level(i) for i in video.frame_indices]) - 16) * 255 / 219, 0, 255)
+    assert np.abs(video.frames.reshape(64, -1).mean(axis=1) - expected).max() < 3
+    assert decoded_frames[0] <= 100_000 + 64, decoded_frames[0]
+    print(f"{kind} keyframe(s): 64 frames in {seconds:.1f} s, {decoded_frames[0]:,} frames decoded")
+    assert seconds < 15
+
+
+def test_decoding_stops_at_its_time_budget_then_serves(sparse_keyframes):
+    path = sparse_keyframes["one"]  # decoding to its last sampled frame takes about a second or more
+    for read in (lambda: load_video(path, 64, time_budget=0.2),
+                 lambda: list(video_module.stream_video(path, 64, time_budget=0.2))):
+        start = time.perf_counter()
+        with pytest.raises(video_module.DecodeTimeout) as err:
+            read()
+        assert time.perf_counter() - start < 2.0
+        message = str(err.value)
+        assert isinstance(err.value, ValueError) and "\n" not in message and len(message) < 300
+        assert message.startswith(f"cannot read video {path}: decoding passed its 0.2 s limit with "), message
+        assert " of 64 frames read (" in message and message.endswith(
+            "decoded); ask for fewer frames, or trim or shrink the video"), message
+    assert load_video(path, 8, time_budget=60).num_frames == 8
+
+
+def test_a_stream_budget_counts_decoding_not_its_consumer(gradio_clip):
+    stream = video_module.stream_video(gradio_clip("b.mp4"), 16, chunk=4, time_budget=0.5)
+    chunks = []
+    for chunk in stream:  # 4 chunks; the consumer's 1.2 s are not decoding time
+        chunks.append(chunk)
+        time.sleep(0.3)
+    assert sum(c.num_frames for c in chunks) == 16 and stream.note is None
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_decoding_stops_when_asked_then_serves(sparse_keyframes, streamed):
+    path = sparse_keyframes["one"]
+    asked, start = [], time.perf_counter()
+
+    def should_stop():
+        asked.append(time.perf_counter())
+        return time.perf_counter() - start > 0.2
+
+    with pytest.raises(video_module.Cancelled) as err:
+        if streamed:
+            list(video_module.stream_video(path, 64, should_stop=should_stop))
+        else:
+            load_video(path, 64, should_stop=should_stop)
+    assert isinstance(err.value, RuntimeError) and str(err.value).startswith(f"cancelled while decoding {path} (")
+    assert time.perf_counter() - start < 1.0 and len(asked) >= 3  # asked while decoding, stopped at once
+    assert load_video(path, 4, should_stop=lambda: False).num_frames == 4
+
+
+@pytest.mark.skipif("decord" not in _backends(), reason="decord is not installed")
+def test_a_guarded_read_is_pyav_unless_decord_is_named(gradio_clip):
+    path = gradio_clip("b.mp4")
+    assert load_video(path, 8).backend == "decord"  # unguarded: decord when importable
+    assert load_video(path, 8, time_budget=60).backend == "pyav"  # decord cannot be interrupted in a call
+    assert load_video(path, 8, should_stop=lambda: False).backend == "pyav"
+    asked = []
+    named = load_video(path, 8, backend="decord", should_stop=lambda: asked.append(1) or False)
+    assert named.backend == "decord" and len(asked) >= 1  # checked between its calls
+    with pytest.raises(video_module.Cancelled):
+        load_video(path, 8, backend="decord", should_stop=lambda: True)
+
+
+@pytest.mark.parametrize("budget", [0, -1, float("nan"), float("inf"), True, "10"])
+def test_a_bad_time_budget_is_refused(gradio_clip, budget):
+    with pytest.raises(ValueError, match=r"^time_budget must be a positive number of seconds or None, got "):
+        load_video(gradio_clip("b.mp4"), 8, time_budget=budget)
+    with pytest.raises(ValueError, match=r"^should_stop must be a callable or None, got str$"):
+        video_module.stream_video(gradio_clip("b.mp4"), 8, should_stop="stop")
+
+
+def test_a_path_with_a_nul_byte_gets_one_line(tmp_path):
+    for read in (probe, load_video):
+        with pytest.raises(ValueError) as err:
+            read(str(tmp_path / "clip\0.mp4"))
+        assert str(err.value) == "not a video file path: it contains a NUL byte ('clip\\x00.mp4')"

@@ -87,7 +87,9 @@ from .requests import (
     make_config,
     method_choices,
     one_line,
+    shown,
     span,
+    visitor_address,
 )
 from .runner import Cancelled, Comparison, budget_text, compare, run_comparison, run_label, thumbnails
 from .zerogpu import ANONYMOUS_GPU_SECONDS, GPU_SECONDS_MAX, gpu_seconds, long_gpu_seconds, quota_note
@@ -164,6 +166,7 @@ __all__ = [
     "run_same_cost",
     "same_cost_details",
     "SameCost",
+    "shown",
     "shown_text",
     "span",
     "thumbnails",
@@ -172,5 +175,6 @@ __all__ = [
     "TINY_QWEN",
     "TOY_LLAVA",
     "TOY_PATH",
+    "visitor_address",
     "visual_tokens",
 ]

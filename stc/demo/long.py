@@ -166,12 +166,14 @@ def run_same_cost(
     max_seconds: float | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    max_decode_seconds: float | None = None,
 ) -> SameCost:
     """Decode once at ``num_frames``; answer with stc at ``max_tokens`` on every frame, then
     uncompressed on the uniform subset that fits the same budget (`baseline_frames`).
 
-    ``progress(fraction, description)``, ``max_seconds`` and ``should_stop`` as in
-    `stc.demo.run_comparison`. Errors propagate (ValueError for bad input, `stc.OutOfMemory`).
+    ``progress(fraction, description)``, ``max_seconds``, ``should_stop`` and
+    ``max_decode_seconds`` as in `stc.demo.run_comparison`. Errors propagate (ValueError for
+    bad input, `stc.OutOfMemory`).
     """
     report = progress or (lambda _fraction, _desc: None)
 
@@ -181,7 +183,7 @@ def run_same_cost(
     name = _video_name(video)
     if not isinstance(video, Video):
         report(0.0, f"decoding {num_frames} frames")
-        video = load_video(video, num_frames=num_frames)
+        video = load_video(video, num_frames=num_frames, time_budget=max_decode_seconds, should_stop=should_stop)
     config = STCConfig(max_tokens=max_tokens)
     index, _ = baseline_frames(llm, video, max_tokens)
     streamed = llm.streams(video, config)

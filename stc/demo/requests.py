@@ -1,12 +1,16 @@
 """One request, checked before any model or GPU work: the controls' ranges, the app's `Limits`,
-the video's path and header, and one-line messages that never show the server's folders.
+the video's path and header, who sent it, and one-line messages that never show the server's
+folders.
 
 `check_video_path` reads only uploads and the examples; `check_video_limits` refuses a video by
-its header (or its packets, where the header has no duration) before anything is decoded.
+its header (or its packets, where the header has no duration) before anything is decoded;
+`visitor_address` names the visitor a request counts against, from what the Space's proxy
+wrote, not what the visitor did.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -43,6 +47,8 @@ class Limits:
     max_video_seconds: longer videos (by their header) are refused before any decoding.
     max_video_side: videos whose frames are larger on their longer side are refused.
     max_generate_seconds: each answer stops generating here (and says so).
+    max_decode_seconds: decoding a request's frames stops here, refused with one line (the
+        request's slot is freed; a visitor who leaves frees it within a fraction of a second).
     concurrency: requests that run at once; queue_size: requests that may wait, beyond
         which a visitor is told the app is busy; max_waiting_per_client: requests one
         visitor (one address) may have waiting, beyond which they are told to wait for them.
@@ -53,6 +59,9 @@ class Limits:
     max_video_seconds: float = 3600.0
     max_video_side: int = 8192
     max_generate_seconds: float = 120.0
+    # Sized for a 1-hour 1080p clip with a keyframe every 8 s (x264's default) at 64 frames on
+    # 2 CPU cores: ~8,000 frames to decode at the 2.5 ms a 1080p frame took there, about 20 s.
+    max_decode_seconds: float = 30.0
     concurrency: int = 1
     queue_size: int = 32
     max_waiting_per_client: int = 2
@@ -63,6 +72,7 @@ class Limits:
         "max_video_seconds": "STC_MAX_VIDEO_SECONDS",
         "max_video_side": "STC_MAX_VIDEO_SIDE",
         "max_generate_seconds": "STC_MAX_GENERATE_SECONDS",
+        "max_decode_seconds": "STC_MAX_DECODE_SECONDS",
         "concurrency": "STC_CONCURRENCY",
         "queue_size": "STC_QUEUE_SIZE",
         "max_waiting_per_client": "STC_MAX_WAITING_PER_CLIENT",
@@ -124,20 +134,29 @@ def hide_folders(message: str) -> str:
     return _FOLDERS.sub("", message)
 
 
+def shown(value, limit: int = 40) -> str:
+    """``value`` as a message echoes it: its repr, a long integer in scientific notation
+    (Gradio turns 1e300 into a 301-digit int), anything else cut at ``limit`` characters."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
+        return f"{value:.3g}" if abs(value) < 10**308 else f"a {len(str(abs(value)))}-digit number"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _number(name: str, value, lo: float, hi: float) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {shown(value)}") from None
     if not math.isfinite(number) or not lo <= number <= hi:
-        raise ValueError(f"{name} must be in [{lo:g}, {hi:g}], got {value!r}")
+        raise ValueError(f"{name} must be in [{lo:g}, {hi:g}], got {shown(value)}")
     return number
 
 
 def _integer(name: str, value, lo: int, hi: int) -> int:
     number = _number(name, value, lo, hi)
     if number != int(number):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
+        raise ValueError(f"{name} must be a whole number, got {shown(value)}")
     return int(number)
 
 
@@ -214,7 +233,10 @@ def check_model(model_id, offered) -> str:
 def check_video_path(path: str | os.PathLike, allowed_dirs) -> str:
     """The real path of ``path`` if it lies inside one of ``allowed_dirs`` (symlinks and
     ``..`` resolved), else a ValueError: an app reads only its uploads and its examples."""
-    real = os.path.realpath(os.fspath(path))
+    path = os.fsdecode(path)
+    if "\0" in path:
+        raise ValueError("the video's path contains a NUL byte: this app reads only uploads and its own examples")
+    real = os.path.realpath(path)
     for folder in allowed_dirs:
         root = os.path.realpath(os.fspath(folder))
         if os.path.commonpath([real, root]) == root and real != root:
@@ -264,7 +286,8 @@ def limits_text(limits: Limits) -> str:
     return (
         f"Limits: videos up to {limits.max_upload_mb:g} MB, {span(limits.max_video_seconds)} long and "
         f"{limits.max_video_side} px on the longer side; questions up to {MAX_QUESTION_CHARS} characters; "
-        f"{FRAMES[0]}–{FRAMES[1]} frames; each answer stops after {span(limits.max_generate_seconds)}. "
+        f"{FRAMES[0]}–{FRAMES[1]} frames, decoded within {span(limits.max_decode_seconds)}; each answer stops after "
+        f"{span(limits.max_generate_seconds)}. "
         f"{limits.concurrency} request{'s' * (limits.concurrency != 1)} run{'s' * (limits.concurrency == 1)} at once "
         f"and {limits.queue_size} can wait, at most {limits.max_waiting_per_client} of them from one visitor; "
         "beyond that the app answers that it is busy."
@@ -282,3 +305,45 @@ def check_layer(config: STCConfig, llm: VideoLLM) -> None:
         )
 
 
+# Who a request counts against (`Limits.max_waiting_per_client`). Hugging Face does not document
+# what its Spaces proxy does with X-Forwarded-For (searched: huggingface/hub-docs at 242f4a1, the
+# Gradio and ZeroGPU docs, their issues; the only visitor header they document is ZeroGPU's
+# X-IP-Token, a token, not an address). What every proxy does is one of two things: append the
+# address it saw to whatever the visitor sent (AWS ALB's default "append" mode,
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/application/x-forwarded-headers.html;
+# nginx's $proxy_add_x_forwarded_for), or overwrite the header with that address. Either way the
+# proxy's entry is the rightmost one (internal hops behind it add private addresses after it),
+# and every entry to its left is the visitor's to write. So the visitor is the rightmost public
+# address; forged entries before it change nothing.
+
+
+def visitor_address(forwarded: list[str] | tuple[str, ...], peer: str | None) -> str:
+    """The address a Space's visitor is counted by: the rightmost public (globally routable)
+    address of the X-Forwarded-For header lines ``forwarded`` (in order, comma-separated
+    entries; private, loopback and link-local entries are the platform's own hops and are
+    skipped), an IPv6 address as its /64 network (one subscriber's block, whose addresses a
+    visitor can rotate at will); ``peer`` (the connecting address) when no entry is public."""
+    entries = [entry.strip() for line in forwarded for entry in str(line).split(",")]
+    for entry in reversed(entries):
+        address = _address(entry)
+        if address is not None and address.is_global:
+            if address.version == 6:
+                return str(ipaddress.ip_network(f"{address}/64", strict=False))
+            return str(address)
+    return peer or "unknown"
+
+
+def _address(entry: str):
+    """An X-Forwarded-For entry as an IP address (brackets, ports and IPv4-mapped IPv6 undone);
+    None when it is not one."""
+    text = entry.strip().strip('"')
+    if text.startswith("["):  # [v6]:port
+        text = text[1:].split("]", 1)[0]
+    elif text.count(":") == 1:  # v4:port
+        text = text.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address

@@ -20,15 +20,11 @@ import numpy as np
 from ..config import STCConfig
 from ..models import VideoLLM
 from ..results import Answer
-from ..video import Video, load_video
+from ..video import Cancelled, Video, load_video
 from .loading import device_name
 from .requests import FRAMES, MAX_NEW_TOKENS
 
 Progress = Callable[[float, str], None]
-
-
-class Cancelled(RuntimeError):
-    """A comparison given up because its ``should_stop()`` said so (its visitor went away)."""
 
 
 def budget_text(config: STCConfig) -> str:
@@ -37,7 +33,8 @@ def budget_text(config: STCConfig) -> str:
 
 
 def stop_check(should_stop: Callable[[], bool] | None) -> Callable[[], None]:
-    """A function that raises `Cancelled` when ``should_stop()`` says so (never when None)."""
+    """A function that raises `Cancelled` (`stc.video.Cancelled`: decoding and encoding raise the
+    same) when ``should_stop()`` says so (never when None)."""
 
     def check_stop() -> None:
         if should_stop is not None and should_stop():
@@ -130,14 +127,16 @@ def run_comparison(
     max_seconds: float | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    max_decode_seconds: float | None = None,
 ) -> Comparison:
     """The baseline and one run per config on one model: decoded once, encoded once.
 
     ``configs``: a non-empty sequence of `STCConfig`. ``progress(fraction, description)`` is
     called at each step (decoding, encoding, compressing, each generation); ``max_seconds``
-    bounds each generation; ``should_stop()`` true (checked between steps and after every
-    generated token) gives up with `Cancelled`. Errors propagate as raised (ValueError for bad
-    input, `stc.OutOfMemory`).
+    bounds each generation and ``max_decode_seconds`` decoding (`stc.video.DecodeTimeout`, a
+    ValueError, past it); ``should_stop()`` true (checked as frames decode, in the vision
+    encoder's layers, between steps and after every generated token) gives up with `Cancelled`.
+    Errors propagate as raised (ValueError for bad input, `stc.OutOfMemory`).
     """
     configs = list(configs)
     if not configs or not all(isinstance(c, STCConfig) for c in configs):
@@ -150,7 +149,8 @@ def run_comparison(
     video_name = _video_name(video)
     if not isinstance(video, Video):
         report(0.0, "decoding the video")
-        video = load_video(Path(video), num_frames=num_frames)
+        video = load_video(Path(video), num_frames=num_frames, time_budget=max_decode_seconds,
+                           should_stop=should_stop)
     plan = [None, *configs]
     total = 1 + 3 * len(plan)
     answers = []

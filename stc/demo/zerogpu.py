@@ -19,7 +19,7 @@ ANONYMOUS_GPU_SECONDS = 120
 
 
 def gpu_seconds(model_id: str, video: str, question: str, config, num_frames: int, max_new_tokens: int,
-                max_seconds: float | None = None) -> int:
+                max_seconds: float | None = None, max_decode_seconds: float | None = None) -> int:
     """ZeroGPU seconds one click asks for: start-up, decoding and encoding the frames once, and
     one generation per run.
 
@@ -30,6 +30,8 @@ def gpu_seconds(model_id: str, video: str, question: str, config, num_frames: in
     generation counts at most ``max_seconds``. The defaults (32 frames, 128 new tokens) ask
     36 s for a Run and 62 s for the default Compare: each fits an anonymous visitor's daily
     quota (`ANONYMOUS_GPU_SECONDS`); `quota_note` warns before a click that does not.
+    ``max_decode_seconds`` (the GPU function's own argument) caps decoding inside the per-frame
+    allowance; a file slower than that is refused, not given more of the slot.
     """
     per_frame, per_token = _rates(model_id)
     runs = 1 + (len(config) if isinstance(config, (list, tuple)) else 1)
@@ -47,7 +49,8 @@ def _rates(model_id: str) -> tuple[float, float]:
 
 
 def long_gpu_seconds(model_id: str, video: str, question: str, max_tokens: int, num_frames: int,
-                     max_new_tokens: int, max_seconds: float | None = None) -> int:
+                     max_new_tokens: int, max_seconds: float | None = None,
+                     max_decode_seconds: float | None = None) -> int:
     """ZeroGPU seconds one "same cost, more frames" click asks for (called with the GPU function's
     own arguments): start-up, decoding and encoding every frame for stc, encoding the frames the
     budget buys the baseline (LLaVA-OneVision: budget / 196; other families: up to every frame),

@@ -42,7 +42,7 @@ from ..results import (
     Stats,
 )
 from ..stream import WINDOW_FRAMES, StreamCompressor
-from ..video import MAX_FRAMES, FramesChanged, Video, VideoStream, load_video, stream_video
+from ..video import MAX_FRAMES, Cancelled, FramesChanged, Video, VideoStream, load_video, stream_video
 from .family import MAX_QUESTION_CHARS, ZERO_WIDTH_SPACE, FamilyAdapter, PromptInputs, check_question
 from .inner import InnerPlan, InnerPruning, attention_layer_for
 from .measure import PeakMemory, StopWhen, Timer, is_out_of_memory
@@ -179,19 +179,42 @@ class VideoLLM:
         return method.layer(config, self.num_layers) if method.inner is not None else None
 
     def _as_video(self, video, num_frames: int, step, fps: float | None = None, max_frames: int = MAX_FRAMES,
-                  config: STCConfig | None = None, lazy: bool = True) -> Video | VideoStream:
+                  config: STCConfig | None = None, lazy: bool = True,
+                  should_stop: Callable[[], bool] | None = None) -> Video | VideoStream:
         """``video`` itself, or the file sampled: a `VideoStream` (decoded chunk by chunk while
-        it is encoded) when ``answer`` will stream it (see `streams`), else a `Video`."""
+        it is encoded) when ``answer`` will stream it (see `streams`), else a `Video`.
+        ``should_stop`` is asked while frames decode (`stc.video.Cancelled`)."""
         if isinstance(video, Video):
             return video
         if lazy and config is not None and config.method in STREAM_METHODS and self.adapter.streamable:
-            stream = stream_video(Path(video), num_frames, fps=fps, max_frames=max_frames, chunk=CHUNK_FRAMES)
+            stream = stream_video(Path(video), num_frames, fps=fps, max_frames=max_frames, chunk=CHUNK_FRAMES,
+                                  should_stop=should_stop)
             if self.streams(stream, config):
                 return stream
             step("decoding video")
             return stream.read()
         step("decoding video")
-        return load_video(Path(video), num_frames=num_frames, fps=fps, max_frames=max_frames)
+        return load_video(Path(video), num_frames=num_frames, fps=fps, max_frames=max_frames, should_stop=should_stop)
+
+    @contextmanager
+    def _stoppable(self, should_stop: Callable[[], bool] | None):
+        """While inside: ``should_stop()`` is asked before each layer of the vision encoder, and
+        True raises `stc.video.Cancelled` there (encoding is the longest step before the first
+        token). Nothing is hooked when ``should_stop`` is None."""
+        if should_stop is None:
+            yield
+            return
+
+        def check(_module, _args):
+            if should_stop():
+                raise Cancelled("cancelled while encoding the video")
+
+        handles = [layer.register_forward_pre_hook(check) for layer in self.adapter.vision_layers()]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
 
     def streams(self, video: Video | VideoStream, config: STCConfig | None) -> bool:
         """Whether ``answer`` encodes ``video`` in chunks through `StreamCompressor`: stc's stage 1
@@ -326,21 +349,24 @@ class VideoLLM:
         LLM and stage 2 at layer K (``inner_keep=1.0`` turns stage 2 off). ``progress`` gets the
         name of each step; ``max_seconds`` bounds generation time (the answer is cut there);
         ``should_stop()`` is asked after every new token, and True cuts the answer there too
-        (e.g. its caller went away).
+        (e.g. its caller went away); before generation (decoding a path's frames, before each
+        vision-encoder layer) True raises `stc.video.Cancelled` instead: there is no answer yet.
         Raises ValueError for bad input and `OutOfMemory` (the model stays usable) when the
         device runs out of memory.
         """
         _check_generation(max_new_tokens, max_seconds)
         step = progress or (lambda _msg: None)
         source = video
-        video = self._as_video(source, num_frames, step, fps, max_frames, config)
+        video = self._as_video(source, num_frames, step, fps, max_frames, config, should_stop=should_stop)
         with self._out_of_memory_as_error(video):
             with self._lock, PeakMemory(self.device) as memory:
-                try:
-                    prep = self.prepare(video, question, config, progress=step)
-                except FramesChanged:  # the file had to be sampled again mid-stream: decode it whole
-                    video = self._as_video(source, num_frames, step, fps, max_frames, config, lazy=False)
-                    prep = self.prepare(video, question, config, progress=step)
+                with self._stoppable(should_stop):
+                    try:
+                        prep = self.prepare(video, question, config, progress=step)
+                    except FramesChanged:  # the file had to be sampled again mid-stream: decode it whole
+                        video = self._as_video(source, num_frames, step, fps, max_frames, config, lazy=False,
+                                               should_stop=should_stop)
+                        prep = self.prepare(video, question, config, progress=step)
                 step("generating")
                 generated = self._generate(prep, max_new_tokens, max_seconds, should_stop)
         stats = self._stats(prep, generated, memory)

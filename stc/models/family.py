@@ -80,6 +80,10 @@ class FamilyAdapter:
     def decoder_layers(self) -> torch.nn.ModuleList:
         raise NotImplementedError
 
+    def vision_layers(self) -> torch.nn.ModuleList:
+        """The vision encoder's layers (checked for cancellation between them while encoding)."""
+        raise NotImplementedError
+
     @property
     def tokenizer(self):
         return self.processor.tokenizer

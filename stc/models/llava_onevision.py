@@ -24,6 +24,10 @@ from ..video import Video
 from .family import FamilyAdapter, PromptInputs
 
 
+# Frames the video processor converts at once (see LlavaOnevisionAdapter._pixels).
+PROCESS_FRAMES = 16
+
+
 class LlavaOnevisionAdapter(FamilyAdapter):
     model_type = "llava_onevision"
     processor_class = "LlavaOnevisionProcessor"
@@ -38,10 +42,13 @@ class LlavaOnevisionAdapter(FamilyAdapter):
     def decoder_layers(self):
         return self._core.language_model.layers
 
+    def vision_layers(self):
+        tower = self._core.vision_tower
+        return getattr(tower, "vision_model", tower).encoder.layers
+
     def _score_layer(self):
         """The encoder layer whose output the features are taken from."""
-        tower = self._core.vision_tower
-        layers = getattr(tower, "vision_model", tower).encoder.layers
+        layers = self.vision_layers()
         f = self.model.config.vision_feature_layer
         if not isinstance(f, int):
             f = f[-1]  # several layers concatenated: score with the deepest
@@ -50,14 +57,26 @@ class LlavaOnevisionAdapter(FamilyAdapter):
             raise NotImplementedError("vision_feature_layer selects the embeddings: no attention to score with")
         return layers[hidden_index - 1]
 
+    def _pixels(self, frames) -> torch.Tensor:
+        """The processor's pixel values [1, T, 3, 384, 384] of ``frames``, PROCESS_FRAMES frames
+        at a time: it works frame by frame, so the result is the same, and its intermediates
+        (a tensor copy of the frames, float copies at 384 px) are a chunk's, not every frame's
+        (64 frames of 1344 x 1344: 680 MiB at once, 300 MiB in chunks of 16).
+        The frames are already sampled (a checkpoint's config may turn the processor's own
+        sampling on: it must not sample again)."""
+        pixels = None
+        for start in range(0, len(frames), PROCESS_FRAMES):
+            part = self.processor.video_processor(videos=[frames[start : start + PROCESS_FRAMES]],
+                                                  do_sample_frames=False, return_tensors="pt")["pixel_values_videos"]
+            if pixels is None:
+                pixels = part.new_empty((part.shape[0], len(frames), *part.shape[2:]))
+            pixels[:, start : start + part.shape[1]] = part
+        return pixels
+
     @torch.no_grad()
     def encode(self, video: Video) -> Encoded:
         model, config = self.model, self.model.config
-        # The frames are already sampled (a checkpoint's config may turn the processor's own
-        # sampling on: it must not sample again).
-        pixels = self.processor.video_processor(videos=[video.frames], do_sample_frames=False,
-                                                return_tensors="pt")["pixel_values_videos"]
-        pixels = pixels.to(model.device, model.dtype)
+        pixels = self._pixels(video.frames).to(model.device, model.dtype)
         received: list[torch.Tensor] = []
 
         def hook(attn, args, kwargs):

@@ -51,6 +51,9 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
     def decoder_layers(self):
         return self._core.language_model.layers
 
+    def vision_layers(self):
+        return self._core.visual.blocks
+
     def _score_block(self):
         """The last full-attention block: the last one whose attention spans a whole temporal patch."""
         visual = self._core.visual
