@@ -2,6 +2,7 @@
 
 Public API (see README.md):
     STCConfig, compress_tokens, Compressed          stage 1 (before the LLM), pure functions
+    compress_tokens_st                              stage 1 of the variant stc-st (repeats kept)
     StreamCompressor                                stage 1 over a long video, chunk by chunk
     text_aware_scores, merge_into_kept, Merged      stage 2 (inside the LLM), pure functions
     load, VideoLLM, Answer, Stats, Provenance       a Video-LLM that answers with or without stc
@@ -16,6 +17,7 @@ from .config import STCConfig
 from .flops import flops, register_configs
 from .merge import merge_into_kept, text_aware_scores
 from .methods import get_method, list_methods
+from .methods.stc_st import compress_tokens_st
 from .results import Answer, Compressed, Merged, OutOfMemory, Provenance, Stats
 from .stream import StreamCompressor
 from .video import Video, load_video
@@ -62,6 +64,7 @@ __all__ = [
     "Video",
     "VideoLLM",
     "compress_tokens",
+    "compress_tokens_st",
     "dpc_knn",
     "flops",
     "get_method",

@@ -156,13 +156,14 @@ def parse_method(text: str) -> str:
 
 
 def row_name(config: STCConfig, llm: VideoLLM) -> str:
-    """'stc 10%/5%', 'fastv 2% after K=3', 'visionzip 10%'."""
+    """'stc 10%/5%', 'fastv 2% after K=3', 'visionzip 10%', 'flashvid 10%/3%'."""
     method = get_method(config.method)
     r = 100 * config.retention
     if method.stage1 is None and method.inner is not None:  # FastV: the retention counts after layer K
         return f"{config.method} {r:g}% after K={method.layer(config, llm.num_layers)}"
-    if method.inner is not None and config.inner_keep < 1:
-        return f"{config.method} {r:g}%/{r * config.inner_keep:g}%"
+    counts = method.counts(config, 10**6)  # the share layer K keeps, read from the method's own rule
+    if method.inner is not None and counts.after_layer < counts.stage1:
+        return f"{config.method} {r:g}%/{r * counts.after_layer / counts.stage1:g}%"
     return f"{config.method} {r:g}%"
 
 

@@ -32,6 +32,15 @@
   added), the pool (quota tokens), at most MAX_SUMMARIES x B cluster means, and one int64
   label per input token (what `Compressed.assignment` needs: 1.6 MB for 1,024 x 196 tokens).
 
+With ``temporal=True`` the compressor is the spatiotemporal variant ``stc-st``
+(`stc.methods.stc_st`): within a window ``finish`` is `compress_tokens_st`, bit for bit; beyond
+it the same stream with the variant's relation "linked by persistence" in the selection and in
+every clustering step. A token's persistence span only looks forward (at its own place, in later
+frames), so the stream carries the spans of the tokens it holds (the pool and the cluster
+centres) through each new block and knows the relation exactly for every pair it compares
+(pool or block token against block token); a cluster set is linked to another through its
+centre token's span, the one approximation beyond stc's own.
+
 Sources are global flat indices over every frame added (frame-major), strictly increasing;
 ``assignment`` maps every input token to its output slot, as `compress_tokens` does.
 """
@@ -52,6 +61,7 @@ from .compress import (
     dpc_knn,
     unified_selection,
 )
+from .methods.stc_st import DEFAULT_GAP, compress_tokens_st, extend_spans, linked_pairs
 from .results import Compressed
 
 __all__ = ["BLOCK_FRAMES", "MAX_SUMMARIES", "WINDOW_FRAMES", "StreamCompressor"]
@@ -99,13 +109,15 @@ class _Column:
 @dataclass
 class _Clusters:
     """A set of recycle-pool clusters: member-weighted means [k, D] fp32, member counts [k],
-    centre tokens [k] (global flat index), ids [k] (labels of their members), level."""
+    centre tokens [k] (global flat index), ids [k] (labels of their members), level, and (in
+    temporal mode) the centre tokens' unit features [k, D]."""
 
     means: torch.Tensor
     counts: torch.Tensor
     centres: torch.Tensor
     ids: torch.Tensor
     level: int
+    centre_unit: torch.Tensor | None = None
 
     @property
     def tokens(self) -> int:
@@ -149,14 +161,20 @@ class StreamCompressor:
     tau, cluster_ratio, knn_k: as `compress_tokens`.
     window: frames up to which the result is exact (`compress_tokens` on everything added).
     block: frames per block beyond the window.
+    temporal, gap: the spatiotemporal variant ``stc-st`` (`compress_tokens_st`) and its gap.
 
     ``add(features [t, N, D], scores [t, N])`` for each chunk, in order (N and D fixed);
     ``finish()`` -> `Compressed` over all frames added, once.
     """
 
     def __init__(self, budget: int, *, tau: float = DEFAULT_TAU, cluster_ratio: float = DEFAULT_CLUSTER_RATIO,
-                 knn_k: int = DEFAULT_KNN_K, window: int = WINDOW_FRAMES, block: int = BLOCK_FRAMES):
+                 knn_k: int = DEFAULT_KNN_K, window: int = WINDOW_FRAMES, block: int = BLOCK_FRAMES,
+                 temporal: bool = False, gap: int = DEFAULT_GAP):
         self.budget = _check_int("budget", budget, 1)
+        if not isinstance(temporal, bool):
+            raise ValueError(f"temporal must be True or False, got {temporal!r}")
+        self.temporal = temporal
+        self.gap = _check_int("gap", gap, 0)
         if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau <= 1:
             raise ValueError(f"tau must be in (0, 1], got {tau!r}")
         if isinstance(cluster_ratio, bool) or not isinstance(cluster_ratio, (int, float)) or not 0 <= cluster_ratio < 1:
@@ -192,6 +210,9 @@ class StreamCompressor:
                                                                  self._pool_score))
             held += sum(c.means.numel() * 4 + c.size * 24 for c in self._sets)
             held += self._labels.nbytes + self._parent.nbytes
+            if self.temporal:
+                held += self._hi.nbytes + self._misses.nbytes
+                held += sum(c.centre_unit.numel() * 4 for c in self._sets)
         return held
 
     @torch.no_grad()
@@ -231,6 +252,9 @@ class StreamCompressor:
             features = torch.cat([f for f, _ in self._buffer])
             scores = torch.cat([s for _, s in self._buffer])
             self._buffer = []
+            if self.temporal:
+                return compress_tokens_st(features, scores, self.budget, tau=self.tau,
+                                          cluster_ratio=self.cluster_ratio, knn_k=self.knn_k, gap=self.gap)
             return compress_tokens(features, scores, self.budget, tau=self.tau, cluster_ratio=self.cluster_ratio,
                                    knn_k=self.knn_k)
         self._drain(final=True)
@@ -247,6 +271,9 @@ class StreamCompressor:
         self._labels = _Column(device)  # per input token: cluster id, -1 while in the pool
         self._parent = _Column(device)  # per cluster id: the id it was merged into (itself if not)
         self._sets: list[_Clusters] = []
+        if self.temporal:
+            self._hi = _Column(device)  # per input token: the end of its persistence span so far
+            self._misses = _Column(device)  # ... frames without its look since then, -1: closed
 
     def _drain(self, final: bool) -> None:
         """Process the buffered frames in blocks (a partial last block only when ``final``)."""
@@ -262,19 +289,46 @@ class StreamCompressor:
         if end < frames:
             self._buffer = [(features[end:].clone(), scores[end:].clone())]
 
+    def _linked(self):
+        """The relation of `span_linked` over global flat indices (temporal mode), else None."""
+        if not self.temporal:
+            return None
+        n, hi = self._shape[0], self._hi.values
+        return lambda a, b: linked_pairs(a // n, hi[a], b // n, hi[b])
+
+    def _carry_spans(self, block_unit: torch.Tensor, block_index: torch.Tensor) -> None:
+        """Extend through this block the spans of every held token (pool, cluster centres) and
+        of the block's own tokens (temporal mode)."""
+        n = self._shape[0]
+        self._hi.extend(block_index // n)
+        self._misses.extend(torch.zeros_like(block_index))
+        held = [(self._pool_unit, self._pool_idx)] + [(c.centre_unit, c.centres) for c in self._sets]
+        held.append((block_unit, block_index))
+        unit = torch.cat([u for u, _ in held])
+        index = torch.cat([i for _, i in held])
+        hi, misses = self._hi.values, self._misses.values
+        frames = block_unit.view(-1, n, block_unit.shape[1])
+        hi[index], misses[index] = extend_spans(unit, index, hi[index], misses[index], frames,
+                                                self._processed, self.tau, self.gap)
+
     def _block(self, features: torch.Tensor, scores: torch.Tensor) -> None:
         """Unified selection of (pool + block); the rest -> clusters of the recycle pool."""
         b, n, d = features.shape
         flat = features.reshape(b * n, d)
         index = self._processed * n + torch.arange(b * n, device=flat.device)
+        block_unit = _normalize(flat)
+        if self.temporal:
+            self._carry_spans(block_unit, index)
         # Candidates in ascending global index (pooled tokens are all earlier), so the stable
         # sort breaks score ties by index exactly as compress_tokens does.
         cand_idx = torch.cat([self._pool_idx, index])
         cand_feat = torch.cat([self._pool_feat, flat])
-        cand_unit = torch.cat([self._pool_unit, _normalize(flat)])
+        cand_unit = torch.cat([self._pool_unit, block_unit])
         cand_score = torch.cat([self._pool_score, scores.reshape(b * n).float()])
         order = torch.sort(cand_score, descending=True, stable=True).indices
-        chosen = unified_selection(cand_unit, order, self.quota, self.tau)
+        linked = self._linked()
+        local = None if linked is None else (lambda i, j: linked(cand_idx[i], cand_idx[j]))
+        chosen = unified_selection(cand_unit, order, self.quota, self.tau, local)
         short = self._pool_idx.numel() - chosen.numel()
         if short > 0:  # the pool never shrinks: the best rejected candidates fill it back
             rejected = order[~torch.isin(order, chosen)]
@@ -287,7 +341,8 @@ class StreamCompressor:
         self._processed += b
         recycle = torch.nonzero(~keep).squeeze(1)
         if recycle.numel() and self._clusters_needed:
-            self._push(self._leaves(cand_feat[recycle], cand_idx[recycle]))
+            unit = cand_unit[recycle] if self.temporal else None
+            self._push(self._leaves(cand_feat[recycle], cand_idx[recycle], unit))
 
     @property
     def _clusters_needed(self) -> int:
@@ -300,22 +355,26 @@ class StreamCompressor:
         self._parent.extend(ids)
         return ids
 
-    def _leaves(self, features: torch.Tensor, index: torch.Tensor) -> _Clusters:
+    def _leaves(self, features: torch.Tensor, index: torch.Tensor, unit: torch.Tensor | None) -> _Clusters:
         """One block's recycle tokens as at most B - |pool| DPC-kNN clusters."""
         m = features.shape[0]
         k = min(m, self._clusters_needed)
         if k == m:  # every token its own cluster
             means, counts, centres, labels = features.float(), torch.ones(m, dtype=torch.long,
                                                                         device=index.device), index, None
+            centre = None
         else:
-            centre, labels = dpc_knn(features, k, self.knn_k)
+            linked = self._linked()
+            local = None if linked is None else (lambda i, j: linked(index[i], index[j]))
+            centre, labels = dpc_knn(features, k, self.knn_k, local)
             means = segment_mean(features.float(), labels, k)
             counts = torch.bincount(labels, minlength=k)
             centres = index[centre]
         ids = self._new_ids(k, index.device)
         lab = self._labels.values
         lab[index] = ids if labels is None else ids[labels]
-        return _Clusters(means, counts, centres, ids, level=0)
+        centre_unit = None if not self.temporal else (unit if centre is None else unit[centre])
+        return _Clusters(means, counts, centres, ids, level=0, centre_unit=centre_unit)
 
     def _reduce(self, sets: list[_Clusters], k: int, level: int) -> _Clusters:
         """The clusters of ``sets`` as at most ``k`` clusters (DPC-kNN over their means)."""
@@ -323,16 +382,20 @@ class StreamCompressor:
         counts = torch.cat([s.counts for s in sets])
         centres = torch.cat([s.centres for s in sets])
         ids = torch.cat([s.ids for s in sets])
+        centre_unit = torch.cat([s.centre_unit for s in sets]) if self.temporal else None
         if ids.numel() <= k:
-            return _Clusters(means, counts, centres, ids, level)
-        centre, labels = dpc_knn(means, k, self.knn_k)
+            return _Clusters(means, counts, centres, ids, level, centre_unit)
+        linked = self._linked()
+        local = None if linked is None else (lambda i, j: linked(centres[i], centres[j]))
+        centre, labels = dpc_knn(means, k, self.knn_k, local)
         weighted = means.double() * counts[:, None].double()
         # segment_mean is deterministic on every device; x members = the segment's sum
         sums = segment_mean(weighted, labels, k) * torch.bincount(labels, minlength=k)[:, None].double()
         new_counts = torch.zeros(k, dtype=torch.long, device=ids.device).index_add_(0, labels, counts)
         new_ids = self._new_ids(k, ids.device)
         self._parent.values[ids] = new_ids[labels]
-        return _Clusters((sums / new_counts[:, None].double()).float(), new_counts, centres[centre], new_ids, level)
+        return _Clusters((sums / new_counts[:, None].double()).float(), new_counts, centres[centre], new_ids, level,
+                         None if centre_unit is None else centre_unit[centre])
 
     def _push(self, clusters: _Clusters) -> None:
         """Add a level-0 set; merge equal levels like a binary counter, at most MAX_SUMMARIES sets."""

@@ -3,9 +3,9 @@
 A method is named by ``STCConfig(method=...)`` in the API, ``--methods`` on the command line,
 and the app's method picker; `list_methods()` gives the names. What a method is (`Method`) and
 the one place its stage 1 is called (`Method.compress`) live in `base`; the algorithms in
-pure-function modules (`stc/compress.py`, `stc/merge.py`, one module per peer here). This file
-lists them: a method is in the registry because it is named below, and nothing is discovered
-by scanning the package.
+pure-function modules (`stc/compress.py`, `stc/merge.py`, one module per peer and one for the
+variant `stc-st` here). This file lists them: a method is in the registry because it is named
+below, and nothing is discovered by scanning the package.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..arith import default_inner_layer
 from ..compress import compress_tokens
 from ..merge import Merged, merge_into_kept, text_aware_scores
-from . import evs, fastv, fastvid, holitom, random_tokens, uniform, vidcom2, visionzip
+from . import evs, fastv, fastvid, flashvid, holitom, random_tokens, stc_st, uniform, vidcom2, visionzip
 from .base import (
     POSITIONS,
     FrozenOptions,
@@ -35,6 +35,10 @@ def _stc_stage1(features, scores, budget, *, grid, config, options):
     )
 
 
+def _stc_stream(config) -> dict:
+    return {"tau": config.tau, "cluster_ratio": config.cluster_ratio, "knn_k": config.knn_k}
+
+
 def _stc_inner(config):
     def strategy(ctx) -> Merged:
         scores = text_aware_scores(ctx.visual, ctx.text, ctx.text_attn, config.text_weight)
@@ -54,6 +58,7 @@ STC = Method(
     inner=_stc_inner,
     default_layer=default_inner_layer,
     uses=("retention", "tau", "cluster_ratio", "knn_k", "inner_layer", "inner_keep", "text_weight"),
+    stream=_stc_stream,
 )
 STC_STAGE1 = Method(
     "stc-stage1",
@@ -61,14 +66,16 @@ STC_STAGE1 = Method(
     "stc stage 1 only (no merging inside the LLM)",
     stage1=_stc_stage1,
     uses=("retention", "tau", "cluster_ratio", "knn_k"),
+    stream=_stc_stream,
 )
 
-# The baseline, stc, the peers of the stc paper's tables (alphabetical by module), then the two
-# pruners vLLM ships.
+# The baseline, stc, its spatiotemporal variant, the peers of the stc paper's tables (alphabetical
+# by module), the two pruners vLLM ships, then FlashVID (a later peer).
 _REGISTRY: dict[str, Method] = {
     m.name: m
-    for m in (NONE, STC, STC_STAGE1, fastv.METHOD, fastvid.METHOD, holitom.METHOD, random_tokens.METHOD,
-              uniform.METHOD, visionzip.METHOD, evs.METHOD, vidcom2.METHOD)
+    for m in (NONE, STC, STC_STAGE1, stc_st.METHOD, fastv.METHOD, fastvid.METHOD, holitom.METHOD,
+              random_tokens.METHOD, uniform.METHOD, visionzip.METHOD, evs.METHOD, vidcom2.METHOD,
+              flashvid.METHOD)
 }
 
 

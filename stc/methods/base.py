@@ -94,6 +94,8 @@ class Method:
         computed inside layer K-1 ("previous", layer 0's own when K = 0).
     default_layer: layer K when ``config.inner_layer`` is None, from the LLM depth.
     uses: the STCConfig fields the method reads (the app shows only these).
+    stream: config -> keyword arguments of `stc.StreamCompressor` for a long video streamed
+        chunk by chunk (None: the method does not stream; the video is encoded whole).
     counts: (method, config, total visual tokens) -> `TokenCounts`: what the config's
         retention means for this method (`stage1_then_keep` unless the method says otherwise).
     """
@@ -109,11 +111,14 @@ class Method:
     # The method's own knobs with their official defaults, and [lo, hi] where a knob has bounds.
     options: Mapping[str, Any] = field(default_factory=dict)
     option_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # The allowed values of a knob that is one of a few names (e.g. FlashVID's selection).
+    option_choices: Mapping[str, tuple] = field(default_factory=dict)
     # Official defaults that depend on the retention (e.g. HoliTom's tau): retention -> {name: value}.
     retention_defaults: Callable[[float], Mapping[str, Any]] | None = None
     # The official position convention: "original" or "contiguous".
     positions: str = "original"
     inner_attention: str = "same"
+    stream: Callable[["STCConfig"], Mapping[str, Any]] | None = None
 
     def check_options(self, options, retention: float) -> FrozenOptions | None:
         """``options`` validated against this method's knobs (ValueError naming the bad one)."""
@@ -138,6 +143,9 @@ class Method:
             else:
                 ok = isinstance(value, type(default))
             lo, hi = self.option_ranges.get(name, (-math.inf, math.inf))
+            if ok and name in self.option_choices and value not in self.option_choices[name]:
+                choices = ", ".join(map(repr, self.option_choices[name]))
+                raise ValueError(f"option {name!r} of {self.name} must be one of {choices}, got {value!r}")
             if not ok or (isinstance(value, Real) and not lo <= value <= hi):
                 kind = type(default).__name__
                 bounds = f" in [{lo:g}, {hi:g}]" if name in self.option_ranges else ""

@@ -28,7 +28,7 @@ from ..compress import Compressed
 from ..config import STCConfig
 from ..flops import flops
 from ..merge import Merged
-from ..methods import TokenCounts, get_method
+from ..methods import TokenCounts, get_method, list_methods
 from ..results import (
     DROPPED,
     MERGED_AT_K,
@@ -71,10 +71,16 @@ class Prepared:
         return self.pruning if self.pruning is not None else nullcontext()
 
 
-# Methods whose stage 1 a long video streams through `StreamCompressor` (stc's own).
-STREAM_METHODS = ("stc", "stc-stage1")
 # Frames encoded at once on the streaming path.
 CHUNK_FRAMES = 16
+# The registered methods whose stage 1 streams (those with a ``stream`` rule): stc, stc-stage1, stc-st.
+STREAM_METHODS = tuple(name for name in list_methods() if get_method(name).stream is not None)
+
+
+def _streamed(config: STCConfig | None) -> bool:
+    """Whether a long video under ``config`` may stream through `StreamCompressor` (methods
+    with a ``stream`` rule: stc, stc-stage1, stc-st)."""
+    return config is not None and get_method(config.method).stream is not None
 
 
 def _check_generation(max_new_tokens, max_seconds) -> None:
@@ -186,7 +192,7 @@ class VideoLLM:
         ``should_stop`` is asked while frames decode (`stc.video.Cancelled`)."""
         if isinstance(video, Video):
             return video
-        if lazy and config is not None and config.method in STREAM_METHODS and self.adapter.streamable:
+        if lazy and _streamed(config) and self.adapter.streamable:
             stream = stream_video(Path(video), num_frames, fps=fps, max_frames=max_frames, chunk=CHUNK_FRAMES,
                                   should_stop=should_stop)
             if self.streams(stream, config):
@@ -217,10 +223,10 @@ class VideoLLM:
                 handle.remove()
 
     def streams(self, video: Video | VideoStream, config: STCConfig | None) -> bool:
-        """Whether ``answer`` encodes ``video`` in chunks through `StreamCompressor`: stc's stage 1
-        on more than one window of frames (`stc.stream.WINDOW_FRAMES`), on a family whose frames
-        encode independently (LLaVA-OneVision)."""
-        return (config is not None and config.method in STREAM_METHODS and self.adapter.streamable
+        """Whether ``answer`` encodes ``video`` in chunks through `StreamCompressor`: a method that
+        streams (stc, stc-stage1, stc-st) on more than one window of frames
+        (`stc.stream.WINDOW_FRAMES`), on a family whose frames encode independently (LLaVA-OneVision)."""
+        return (_streamed(config) and self.adapter.streamable
                 and video.num_frames > WINDOW_FRAMES)
 
     def _encode_stream(self, video: Video | VideoStream, config: STCConfig) -> tuple[Encoded, Compressed, float]:
@@ -243,8 +249,7 @@ class VideoLLM:
             vision += last.vision_seconds
             if compressor is None:
                 budget = config.budget(frames * last.features.shape[1])
-                compressor = StreamCompressor(budget, tau=config.tau, cluster_ratio=config.cluster_ratio,
-                                              knn_k=config.knn_k)
+                compressor = StreamCompressor(budget, **get_method(config.method).stream(config))
             self._sync()
             t0 = time.perf_counter()
             compressor.add(last.features, last.scores)
