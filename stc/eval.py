@@ -51,6 +51,7 @@ __all__ = [
     "parse_answer",
     "run_eval",
     "summarize",
+    "wilson",
 ]
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -599,6 +600,17 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def wilson(correct: int, n: int, z: float = 1.959964) -> tuple[float, float] | None:
+    """The 95% Wilson score interval of an accuracy ``correct`` / ``n``, in %; None when n = 0.
+    Unlike the normal approximation it stays inside [0, 100] and is honest at 0% and 100%."""
+    if n <= 0:
+        return None
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return 100 * max(0.0, centre - half), 100 * min(1.0, centre + half)
+
+
 def summarize(records: Iterable[dict]) -> list[dict]:
     """One row per (method, retention): accuracy over the answered items (error records
     excluded, unparsed answers counted wrong), accuracy as % of the baseline's ON THE SAME
@@ -630,6 +642,7 @@ def summarize(records: Iterable[dict]) -> list[dict]:
             "unparsed": sum(r.get("parsed") is None for r in ok),
             "correct": correct,
             "accuracy": 100 * correct / len(ok) if ok else None,
+            "accuracy_ci": wilson(correct, len(ok)),
             "pct_of_baseline": pct,
             "visual_tokens": _mean([r["visual_tokens"] for r in ok]),
             "visual_tokens_after_k": _mean([r["visual_tokens_after_k"] for r in ok]),
@@ -641,6 +654,15 @@ def summarize(records: Iterable[dict]) -> list[dict]:
                 kind: 100 * sum(bool(r["correct"]) for r in group) / len(group)
                 for kind in sorted({r.get("type") for r in ok if r.get("type")})
                 for group in [[r for r in ok if r.get("type") == kind]]
+            },
+            "by_type_ci": {
+                kind: wilson(sum(bool(r["correct"]) for r in group), len(group))
+                for kind in sorted({r.get("type") for r in ok if r.get("type")})
+                for group in [[r for r in ok if r.get("type") == kind]]
+            },
+            "by_type_unparsed": {
+                kind: sum(r.get("parsed") is None for r in ok if r.get("type") == kind)
+                for kind in sorted({r.get("type") for r in ok if r.get("type")})
             },
         })
     return rows
@@ -654,13 +676,18 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _fmt_ci(value, ci) -> str:
+    """"62.0 (57.7-66.1)": an accuracy and its 95% interval."""
+    return _fmt(value, ".1f") + ("" if ci is None else f" ({ci[0]:.1f}-{ci[1]:.1f})")
+
+
 def markdown_table(rows: list[dict]) -> str:
     head = (
-        "| method | retention | items | errors | unparsed | accuracy (%) | % of baseline | visual tokens (in LLM -> after K) "
+        "| method | retention | items | errors | unparsed | accuracy (%, 95% CI) | % of baseline | visual tokens (in LLM -> after K) "
         "| FLOPs (T) | FLOPs % of baseline | prefill (s) | s / answer |"
     )
     types = _types(rows)  # accuracy per question type, when the manifest gives types
-    head += "".join(f" {kind} (%) |" for kind in types)
+    head += "".join(f" {kind} (%, 95% CI) |" for kind in types)
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         tokens = _fmt(r["visual_tokens"], ".0f")
@@ -668,10 +695,10 @@ def markdown_table(rows: list[dict]) -> str:
             tokens += f" -> {r['visual_tokens_after_k']:.0f}"
         lines.append(
             f"| {r['method']} | {_pct(r['retention'])} | {r['items']} | {r['errors']} | {r['unparsed']} "
-            f"| {_fmt(r['accuracy'], '.1f')} | {_fmt(r['pct_of_baseline'], '.1f')} | {tokens} "
+            f"| {_fmt_ci(r['accuracy'], r.get('accuracy_ci'))} | {_fmt(r['pct_of_baseline'], '.1f')} | {tokens} "
             f"| {_fmt(r['flops_T'], '.3g')} | {_fmt(r['flops_pct_of_baseline'], '.1f')} "
             f"| {_fmt(r['prefill_s'], '.4f')} | {_fmt(r['seconds'], '.2f')} |"
-            + "".join(f" {_fmt(r.get('by_type', {}).get(kind), '.1f')} |" for kind in types)
+            + "".join(f" {_fmt_ci(r.get('by_type', {}).get(kind), r.get('by_type_ci', {}).get(kind))} |" for kind in types)
         )
     return "\n".join(lines)
 
@@ -679,12 +706,20 @@ def markdown_table(rows: list[dict]) -> str:
 def csv_table(rows: list[dict]) -> str:
     buf = io.StringIO()
     types = _types(rows)
-    writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_COLUMNS) + [f"accuracy_{kind}" for kind in types],
+    per_type = [f"{name}_{kind}" for kind in types for name in ("accuracy", "accuracy_low", "accuracy_high", "unparsed")]
+    writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_COLUMNS) + ["accuracy_low", "accuracy_high"] + per_type,
                             lineterminator="\n")
     writer.writeheader()
     for r in rows:
         row = {k: ("" if r[k] is None else r[k]) for k in SUMMARY_COLUMNS}
-        row.update({f"accuracy_{kind}": r.get("by_type", {}).get(kind, "") for kind in types})
+        ci = r.get("accuracy_ci")
+        row.update(accuracy_low="" if ci is None else ci[0], accuracy_high="" if ci is None else ci[1])
+        for kind in types:
+            ci = r.get("by_type_ci", {}).get(kind)
+            row.update({f"accuracy_{kind}": r.get("by_type", {}).get(kind, ""),
+                        f"accuracy_low_{kind}": "" if ci is None else ci[0],
+                        f"accuracy_high_{kind}": "" if ci is None else ci[1],
+                        f"unparsed_{kind}": r.get("by_type_unparsed", {}).get(kind, "")})
         writer.writerow(row)
     return buf.getvalue()
 

@@ -280,7 +280,23 @@ def test_summary_compares_with_the_baseline_on_the_same_items():
     # baseline on items 1-3 is 2/3; the cell's 1/3 is half of it
     assert cell["pct_of_baseline"] == pytest.approx(50)
     assert cell["flops_T"] == pytest.approx(1) and cell["flops_pct_of_baseline"] == pytest.approx(25)
-    assert "| stc | 2% | 3 | 1 | 1 | 33.3 | 50.0 | 10 -> 5 | 1 | 25.0 |" in markdown_table([base, cell])
+    # 1 of 3 right: the 95% Wilson interval is 6.1-79.2%
+    assert cell["accuracy_ci"] == pytest.approx((6.149, 79.234), abs=0.01)
+    assert "| stc | 2% | 3 | 1 | 1 | 33.3 (6.1-79.2) | 50.0 | 10 -> 5 | 1 | 25.0 |" in markdown_table([base, cell])
+
+
+def test_wilson_intervals_hold_the_accuracy_and_stay_inside_0_100():
+    from stc.eval import wilson
+
+    assert wilson(0, 0) is None
+    lo, hi = wilson(0, 100)
+    assert lo == 0 and 0 < hi < 4  # 0 of 100: [0, 3.7]
+    lo, hi = wilson(100, 100)
+    assert 96 < lo < 100 and hi == 100
+    for correct, n in [(1, 3), (45, 100), (90, 100), (300, 500)]:
+        lo, hi = wilson(correct, n)
+        assert lo < 100 * correct / n < hi
+    assert wilson(50, 100)[1] - wilson(50, 100)[0] > wilson(250, 500)[1] - wilson(250, 500)[0]  # more items, narrower
 
 
 
@@ -295,8 +311,12 @@ def test_summary_reports_accuracy_per_question_type():
     base, cell = summarize(records)
     assert base["by_type"] == {"colour": 50.0, "count": 100.0} and cell["by_type"] == {"colour": 100.0, "count": 0.0}
     table = markdown_table([base, cell])
-    assert table.splitlines()[0].endswith("| colour (%) | count (%) |") and table.splitlines()[3].endswith("| 100.0 | 0.0 |")
-    assert csv_table([base, cell]).splitlines()[0].endswith("accuracy_colour,accuracy_count")
+    assert table.splitlines()[0].endswith("| colour (%, 95% CI) | count (%, 95% CI) |")
+    assert table.splitlines()[3].endswith("| 100.0 (34.2-100.0) | 0.0 (0.0-79.3) |")
+    assert cell["by_type_unparsed"] == {"colour": 0, "count": 0}
+    header = csv_table([base, cell]).splitlines()[0]
+    assert header.endswith("accuracy_colour,accuracy_low_colour,accuracy_high_colour,unparsed_colour,"
+                           "accuracy_count,accuracy_low_count,accuracy_high_count,unparsed_count")
     # without types, the table is the same as before
     assert "(%) |" not in markdown_table(summarize([{**r, "type": None} for r in records])).splitlines()[0].split("s / answer")[1]
 
