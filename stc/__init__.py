@@ -17,7 +17,7 @@ from .config import STCConfig
 from .flops import flops, register_configs
 from .merge import merge_into_kept, text_aware_scores
 from .methods import get_method, list_methods
-from .methods.stc_st import compress_tokens_st
+from .compress.st import compress_tokens_st
 from .results import Answer, Compressed, Merged, OutOfMemory, Provenance, Stats
 from .stream import StreamCompressor
 from .video import Video, load_video

@@ -33,7 +33,7 @@
   label per input token (what `Compressed.assignment` needs: 1.6 MB for 1,024 x 196 tokens).
 
 With ``temporal=True`` the compressor is the spatiotemporal variant ``stc-st``
-(`stc.methods.stc_st`): within a window ``finish`` is `compress_tokens_st`, bit for bit; beyond
+(`stc.compress.st`): within a window ``finish`` is `compress_tokens_st`, bit for bit; beyond
 it the same stream with the variant's relation "linked by persistence" in the selection and in
 every clustering step. A token's persistence span only looks forward (at its own place, in later
 frames), so the stream carries the spans of the tokens it holds (the pool and the cluster
@@ -61,7 +61,7 @@ from .compress import (
     dpc_knn,
     unified_selection,
 )
-from .methods.stc_st import DEFAULT_GAP, compress_tokens_st, extend_spans, linked_pairs
+from .compress.st import DEFAULT_GAP, compress_tokens_st, extend_spans, linked_pairs
 from .results import Compressed
 
 __all__ = ["BLOCK_FRAMES", "MAX_SUMMARIES", "WINDOW_FRAMES", "StreamCompressor"]

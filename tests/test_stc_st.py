@@ -15,7 +15,7 @@ import torch
 
 import stc
 from stc.compress import dpc_knn
-from stc.methods.stc_st import compress_tokens_st, extend_spans, persistence_spans, span_ends, span_linked
+from stc.compress.st import compress_tokens_st, extend_spans, persistence_spans, span_ends, span_linked
 from stc.stream import StreamCompressor
 
 FIELDS = ("tokens", "source", "assignment", "selected")

@@ -3,7 +3,7 @@
 A method is named by ``STCConfig(method=...)`` in the API, ``--methods`` on the command line,
 and the app's method picker; `list_methods()` gives the names. What a method is (`Method`) and
 the one place its stage 1 is called (`Method.compress`) live in `base`; the algorithms in
-pure-function modules (`stc/compress.py`, `stc/merge.py`, one module per peer and one for the
+pure-function modules (`stc/compress/`, `stc/merge.py`, one module per peer and one for the
 variant `stc-st` here). This file lists them: a method is in the registry because it is named
 below, and nothing is discovered by scanning the package.
 """

@@ -17,8 +17,8 @@ from typing import Callable
 
 import torch
 
-from .arith import round_half_up, segment_mean
-from .results import Compressed
+from ..arith import round_half_up, segment_mean
+from ..results import Compressed
 
 # The paper's stage-1 hyper-parameters (shared/method.md); STCConfig takes its defaults from here.
 DEFAULT_TAU = 0.7
@@ -32,7 +32,7 @@ _SELECT_BLOCK = 512
 
 # An optional relation between tokens: linked(a [r], b [c]) -> bool [r, c], True where the two
 # tokens may count as the same content. None (stc, the paper) links every pair; the
-# spatiotemporal variant (`stc.methods.stc_st`) links only tokens whose content persisted from
+# spatiotemporal variant (`stc.compress.st`) links only tokens whose content persisted from
 # one to the other.
 Linked = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
