@@ -54,7 +54,17 @@ ARCHITECTURES: dict[str, LLMDims] = {
     "Qwen/Qwen2.5-VL-3B-Instruct": LLMDims(2048, 11008, 36),
     "Qwen/Qwen2.5-VL-7B-Instruct": _QWEN2_7B,
     "Qwen/Qwen2.5-VL-72B-Instruct": LLMDims(8192, 29568, 80),
+    # Qwen3-VL: Qwen3 LLMs.
+    "Qwen/Qwen3-VL-2B-Instruct": LLMDims(2048, 6144, 28),
+    "Qwen/Qwen3-VL-4B-Instruct": LLMDims(2560, 9728, 36),
+    "Qwen/Qwen3-VL-8B-Instruct": LLMDims(4096, 12288, 36),
+    "Qwen/Qwen3-VL-32B-Instruct": LLMDims(5120, 25600, 64),
+    # Qwen3-VL-MoE: m = the ACTIVE experts' FFN width (8 of 128 experts x moe_intermediate_size).
+    "Qwen/Qwen3-VL-30B-A3B-Instruct": LLMDims(2048, 8 * 768, 48),
+    "Qwen/Qwen3-VL-235B-A22B-Instruct": LLMDims(4096, 8 * 1536, 94),
 }
+for _size in ("2B", "4B", "8B", "32B", "30B-A3B", "235B-A22B"):  # the Thinking variants: the same LLMs
+    ARCHITECTURES[f"Qwen/Qwen3-VL-{_size}-Thinking"] = ARCHITECTURES[f"Qwen/Qwen3-VL-{_size}-Instruct"]
 
 
 # Model-id prefix ("tiny-random/") -> (a function returning that id's transformers config, one
@@ -82,12 +92,29 @@ def _dims_from_config(config) -> LLMDims:
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     text = getattr(text, "text_config", None) or text
     try:
-        return LLMDims(int(text.hidden_size), int(text.intermediate_size), int(text.num_hidden_layers))
+        return LLMDims(int(text.hidden_size), _ffn_width(text), int(text.num_hidden_layers))
     except AttributeError as err:
         raise ValueError(
             f"{type(config).__name__} has no hidden_size / intermediate_size / num_hidden_layers "
             "in its text config"
         ) from err
+
+
+def _ffn_width(text) -> int | float:
+    """m: the FFN width one token goes through. A mixture of experts counts its ACTIVE experts
+    (num_experts_per_tok x moe_intermediate_size, plus a shared expert's width where there is
+    one); layers that stay dense (``mlp_only_layers``, or off ``decoder_sparse_step``) count
+    ``intermediate_size``, averaged over the layers (the cost is linear in m)."""
+    k, expert = getattr(text, "num_experts_per_tok", None), getattr(text, "moe_intermediate_size", None)
+    if not (k and expert and getattr(text, "num_experts", None)):
+        return int(text.intermediate_size)
+    sparse = k * expert + (getattr(text, "shared_expert_intermediate_size", None) or 0)
+    layers = int(text.num_hidden_layers)
+    dense_layers = set(getattr(text, "mlp_only_layers", None) or ())
+    step = getattr(text, "decoder_sparse_step", None) or 1
+    widths = [int(text.intermediate_size) if i in dense_layers or (i + 1) % step else sparse for i in range(layers)]
+    mean = sum(widths) / layers
+    return int(mean) if mean == int(mean) else mean
 
 
 def llm_dims(model) -> LLMDims:

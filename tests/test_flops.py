@@ -91,7 +91,9 @@ def test_tiny_ids_match_their_models():
     from stc.models.tiny import TINY_IDS, build_tiny, tiny_config
 
     for name in TINY_IDS:
-        assert llm_dims(name) == llm_dims(tiny_config(name)) == LLMDims(64, 128, 6)
+        # the MoE counts its 2 active experts of width 32
+        ffn = 2 * 32 if name == "tiny-random/qwen3-vl-moe" else 128
+        assert llm_dims(name) == llm_dims(tiny_config(name)) == LLMDims(64, ffn, 6)
     model, _ = build_tiny(TINY_IDS[0])
     assert flops(model, 1569) == flops(TINY_IDS[0], 1569)
 
@@ -135,3 +137,16 @@ def test_bad_arguments(kwargs, field):
 def test_unreadable_model():
     with pytest.raises(ValueError, match="cannot read LLM sizes"):
         flops(object(), 10)
+
+
+def test_moe_counts_active_experts_and_dense_layers():
+    from transformers import Qwen3VLMoeTextConfig
+
+    sparse = Qwen3VLMoeTextConfig(hidden_size=2048, intermediate_size=6144, num_hidden_layers=48, num_experts=128,
+                                  num_experts_per_tok=8, moe_intermediate_size=768)
+    assert llm_dims(sparse) == llm_dims("Qwen/Qwen3-VL-30B-A3B-Instruct") == LLMDims(2048, 8 * 768, 48)
+    # every other layer dense: the mean width (FLOPs are linear in m)
+    mixed = Qwen3VLMoeTextConfig(hidden_size=64, intermediate_size=100, num_hidden_layers=4, num_experts=4,
+                                 num_experts_per_tok=2, moe_intermediate_size=10, decoder_sparse_step=2)
+    assert llm_dims(mixed).intermediate_size == (100 + 20) / 2
+    assert flops("Qwen/Qwen3-VL-235B-A22B-Instruct", 1000) > flops("Qwen/Qwen3-VL-8B-Instruct", 1000)

@@ -11,6 +11,8 @@ from stc.models.tiny import (
     TINY_IDS,
     TINY_LLAVA_ONEVISION,
     TINY_QWEN2_5_VL,
+    TINY_QWEN3_VL,
+    TINY_QWEN3_VL_MOE,
     build_tiny,
     tiny_config,
     tiny_tokenizer,
@@ -75,8 +77,9 @@ def test_unknown_name():
     "name, tokens",
     [
         (TINY_LLAVA_ONEVISION, {"video_token_id": "<video>", "image_token_id": "<image>"}),
-        (TINY_QWEN2_5_VL, {"video_token_id": "<|video_pad|>", "image_token_id": "<|image_pad|>",
-                           "vision_start_token_id": "<|vision_start|>", "vision_end_token_id": "<|vision_end|>"}),
+        *[(name, {"video_token_id": "<|video_pad|>", "image_token_id": "<|image_pad|>",
+                  "vision_start_token_id": "<|vision_start|>", "vision_end_token_id": "<|vision_end|>"})
+          for name in (TINY_QWEN2_5_VL, TINY_QWEN3_VL, TINY_QWEN3_VL_MOE)],
     ],
 )
 def test_config_and_tokenizer_agree(name, tokens):
@@ -104,6 +107,37 @@ def test_real_geometry():
     text = qwen.get_text_config()
     head_dim = text.hidden_size // text.num_attention_heads
     assert sum(text.rope_parameters["mrope_section"]) == head_dim // 2
+
+
+@pytest.mark.parametrize("name", [TINY_QWEN3_VL, TINY_QWEN3_VL_MOE])
+def test_qwen3_vl_real_geometry(name):
+    config = tiny_config(name)
+    vision, text = config.vision_config, config.get_text_config()
+    assert (vision.patch_size, vision.temporal_patch_size, vision.spatial_merge_size) == (16, 2, 2)
+    assert vision.num_position_embeddings == 2304 and len(vision.deepstack_visual_indexes) == 3
+    assert max(vision.deepstack_visual_indexes) < vision.depth - 1  # the last block is not a tap
+    assert text.rope_parameters["mrope_interleaved"] and sum(text.rope_parameters["mrope_section"]) == text.head_dim // 2
+    if name == TINY_QWEN3_VL_MOE:
+        assert (text.num_experts, text.num_experts_per_tok) == (4, 2)
+
+
+@pytest.mark.parametrize("name", [TINY_QWEN3_VL, TINY_QWEN3_VL_MOE])
+def test_qwen3_vl_processor_and_generate(tiny, clip, name):
+    model, processor = tiny(name)
+    assert _prompt(processor) == (
+        f"<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
+    )
+    inputs = processor(text=_prompt(processor), videos=[clip.frames], video_metadata=[clip.to_video_metadata()],
+                       do_sample_frames=False, return_tensors="pt")
+    # 8 x 270x480 is over the whole video's pixel budget (32*32*768): 224x416, grid (8/2, 224/16, 416/16)
+    assert inputs["video_grid_thw"].tolist() == [[4, 14, 26]]
+    assert tuple(inputs["pixel_values_videos"].shape) == (4 * 14 * 26, 3 * 2 * 16 * 16)
+    assert int((inputs["input_ids"] == model.config.video_token_id).sum()) == 4 * 14 * 26 // 4
+    text = processor.tokenizer.decode(inputs["input_ids"][0])
+    assert text.count(" seconds><|vision_start|>") == 4  # one timestamp per temporal patch
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=5, min_new_tokens=5, do_sample=False)
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 5
 
 
 def test_chat_templates_match_the_checkpoints(tiny):

@@ -182,7 +182,23 @@ class VideoLLM:
         """Layer K this model uses for ``config`` (its method's default when unset); None when
         the method does nothing inside the LLM."""
         method = get_method(config.method)
-        return method.layer(config, self.num_layers) if method.inner is not None else None
+        return self._layer(method, config) if method.inner is not None else None
+
+    def _layer(self, method, config: STCConfig) -> int:
+        """Layer K of ``method`` under ``config`` on this model: the method's default raised to the
+        first layer the family allows (`FamilyAdapter.min_inner_layer`: Qwen3-VL's DeepStack adds
+        vision features to the first layers' outputs at full length); an explicit
+        ``inner_layer`` below it is refused."""
+        layer = method.layer(config, self.num_layers)
+        low = self.adapter.min_inner_layer
+        if layer < low:
+            if config.inner_layer is not None:
+                raise ValueError(
+                    f"inner_layer must be >= {low} on {self.adapter.model_type}: its first {low} decoder layers add "
+                    f"vision features (DeepStack) to every visual token, so the sequence is shortened after them"
+                )
+            layer = low
+        return layer
 
     def _as_video(self, video, num_frames: int, step, fps: float | None = None, max_frames: int = MAX_FRAMES,
                   config: STCConfig | None = None, lazy: bool = True,
@@ -311,7 +327,7 @@ class VideoLLM:
         pruning = None
         n_stage1, keep_count = kept.tokens.shape[0], counts.after_layer
         if keep_count < n_stage1:
-            layer = method.layer(config, self.num_layers)
+            layer = self._layer(method, config)
             plan = InnerPlan(
                 layer=layer,
                 visual_start=inputs.visual_start,
@@ -321,6 +337,7 @@ class VideoLLM:
                 keep_count=keep_count,
                 strategy=method.inner(config),
                 attention_layer=attention_layer_for(layer, method.inner_attention),
+                visual_index=inputs.visual_index,
             )
             pruning = InnerPruning(self.adapter.decoder_layers(), plan)
         return Prepared(encoded, cached, kept, inputs, compress_seconds, pruning)
@@ -436,7 +453,7 @@ class VideoLLM:
             visual_tokens=encoded.num_tokens,
             visual_tokens_stage1=n_stage1,
             visual_tokens_stage2=n_stage2,
-            text_tokens=inputs.prompt_len - (inputs.visual_end - inputs.visual_start),
+            text_tokens=inputs.prompt_len - inputs.num_visual,
             new_tokens=generated.new_tokens,
             flops=flops(self, n_stage1, inner_layer=layer, inner_keep=n_stage2 / n_stage1),
             flops_baseline=flops(self, encoded.num_tokens),

@@ -27,6 +27,13 @@ class PromptInputs:
     visual_start: int  # first compressed visual token
     visual_end: int  # one past the last compressed visual token (extra tokens follow)
     text_start: int  # first text row after the video (question + assistant prefix)
+    # Prompt positions of the visual tokens, in order, where text lies between them (Qwen3-VL's
+    # timestamps); None: they are exactly [visual_start, visual_end).
+    visual_index: torch.Tensor | None = None
+
+    @property
+    def num_visual(self) -> int:
+        return self.visual_index.numel() if self.visual_index is not None else self.visual_end - self.visual_start
 
 
 MAX_QUESTION_CHARS = 2000
@@ -54,6 +61,12 @@ class FamilyAdapter:
     # Frames encode independently of each other, so a long video may be encoded in chunks
     # (VideoLLM.streams).
     streamable: bool = False
+
+    @property
+    def min_inner_layer(self) -> int:
+        """The first decoder layer at which the visual span may be shortened (stage 2's K):
+        0, or past the layers that still add vision features at full length (DeepStack)."""
+        return 0
 
     @classmethod
     def load_processor(cls, source: str, **hub_kwargs):

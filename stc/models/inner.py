@@ -77,6 +77,9 @@ class InnerPlan:
     keep_count: int
     strategy: Strategy
     attention_layer: int | None = None
+    # Prompt positions of the visual tokens where text lies between them (Qwen3-VL's
+    # timestamps); None: the span [visual_start, visual_end). Pruning keeps every other token.
+    visual_index: torch.Tensor | None = None
 
     @property
     def source_layer(self) -> int:
@@ -152,11 +155,15 @@ class InnerPruning:
         cos, sin = kwargs["position_embeddings"]
         rows = torch.arange(p.text_start, p.prompt_len, device=hidden.device)
         heads = attn.config.num_attention_heads
-        q = attn.q_proj(normed[:, rows]).view(1, rows.numel(), heads, attn.head_dim).transpose(1, 2)
-        q = apply_rope(q, cos[:, rows], sin[:, rows])
-        k = attn.k_proj(normed).view(1, p.prompt_len, -1, attn.head_dim).transpose(1, 2)
-        k = apply_rope(k, cos, sin)
+        q = attn.q_proj(normed[:, rows]).view(1, rows.numel(), heads, attn.head_dim)
+        k = attn.k_proj(normed).view(1, p.prompt_len, -1, attn.head_dim)
+        if hasattr(attn, "q_norm"):  # Qwen3's per-head norms, before the rotary embedding
+            q, k = attn.q_norm(q), attn.k_norm(k)
+        q = apply_rope(q.transpose(1, 2), cos[:, rows], sin[:, rows])
+        k = apply_rope(k.transpose(1, 2), cos, sin)
         probs = causal_attention_rows(q[0], k[0], rows, attn.scaling).mean(dim=0)  # [Nt, L]
+        if p.visual_index is not None:
+            return probs[:, p.visual_index.to(probs.device)]
         return probs[:, p.visual_start : p.visual_end]
 
     def _record(self, layer: nn.Module, args, kwargs):
@@ -176,8 +183,9 @@ class InnerPruning:
             raise RuntimeError(f"layer {p.source_layer} did not run before layer {p.layer} in this prefill")
         else:
             visual_cols, self._attention = self._attention, None
+        visual = p.visual_index.to(hidden.device) if p.visual_index is not None else slice(p.visual_start, p.visual_end)
         ctx = InnerContext(
-            visual=hidden[0, p.visual_start : p.visual_end],
+            visual=hidden[0, visual],
             text=hidden[0, p.text_start :],
             text_attn=visual_cols,
             last_attn=visual_cols[-1],
@@ -185,15 +193,24 @@ class InnerPruning:
         )
         merged = p.strategy(ctx)
         device = hidden.device
-        keep = torch.cat(
-            [
-                torch.arange(p.visual_start, device=device),
-                p.visual_start + merged.keep_index,
-                torch.arange(p.visual_end, p.prompt_len, device=device),
-            ]
-        )
+        if p.visual_index is None:
+            keep = torch.cat(
+                [
+                    torch.arange(p.visual_start, device=device),
+                    p.visual_start + merged.keep_index,
+                    torch.arange(p.visual_end, p.prompt_len, device=device),
+                ]
+            )
+            slots = slice(p.visual_start, p.visual_start + merged.keep_index.numel())
+        else:  # visual tokens among text: drop the merged ones, keep every other token in place
+            kept_positions = visual[merged.keep_index]
+            mask = torch.ones(p.prompt_len, dtype=torch.bool, device=device)
+            mask[visual] = False
+            mask[kept_positions] = True
+            keep = mask.nonzero()[:, 0]
+            slots = torch.cumsum(mask, 0)[kept_positions] - 1
         new_hidden = hidden[:, keep].clone()
-        new_hidden[0, p.visual_start : p.visual_start + merged.keep_index.numel()] = merged.tokens.to(hidden.dtype)
+        new_hidden[0, slots] = merged.tokens.to(hidden.dtype)
         self.keep, self.merged = keep, merged
         return self._sliced(args, kwargs, new_hidden)
 

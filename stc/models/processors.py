@@ -28,6 +28,8 @@ import torch.nn.functional as F
 import transformers
 from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import (
+    IMAGENET_STANDARD_MEAN,
+    IMAGENET_STANDARD_STD,
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
     ChannelDimension,
@@ -39,6 +41,7 @@ from transformers.image_utils import (
 # The PIL module of Qwen2-VL's image processor holds the same smart_resize as the video
 # processor's module, without importing torchvision.
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+from transformers.models.qwen3_vl.video_processing_qwen3_vl import smart_resize as smart_resize_video
 from transformers.processing_utils import VideosKwargs
 from transformers.utils import is_torchvision_available
 from transformers.video_processing_utils import VideoProcessorMixin
@@ -47,6 +50,7 @@ from transformers.video_utils import is_valid_video, make_batched_metadata, make
 __all__ = [
     "TorchLlavaOnevisionVideoProcessor",
     "TorchQwen2VLVideoProcessor",
+    "TorchQwen3VLVideoProcessor",
     "TorchVideoProcessor",
     "accepting_stand_ins",
     "image_processor",
@@ -340,6 +344,26 @@ class TorchQwen2VLVideoProcessor(TorchVideoProcessor):
         return math.ceil(num_frames / temporal) * (rh // patch_size) * (rw // patch_size)
 
 
+class TorchQwen3VLVideoProcessor(TorchQwen2VLVideoProcessor):
+    """Stand-in for `Qwen3VLVideoProcessor`: the Qwen2-VL layout with 16-pixel patches, mean/std
+    0.5 and Qwen3-VL's sizing (the whole video's T x H x W pixels against one budget; the
+    per-frame cap as the real class computes it). Grid (T/2, H/16, W/16)."""
+
+    stands_in_for = "Qwen3VLVideoProcessor"
+    size = {"shortest_edge": 128 * 32 * 32, "longest_edge": 32 * 32 * 768}
+    image_mean, image_std = IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
+    patch_size, max_video_tokens = 16, 768
+
+    def _resized_hw(self, num_frames, height, width, size, patch_size, merge_size, temporal_patch_size,
+                    cap_pixels_per_frame):
+        factor, max_pixels = patch_size * merge_size, size.longest_edge
+        if cap_pixels_per_frame:  # per frame: min(max_video_tokens units, an even share), >= 1.05 x the least
+            max_pixels = num_frames * max(min(self.max_video_tokens * factor * factor, max_pixels // num_frames),
+                                          int(size.shortest_edge * 1.05))
+        return smart_resize_video(num_frames, height, width, temporal_factor=temporal_patch_size, factor=factor,
+                                  min_pixels=size.shortest_edge, max_pixels=max_pixels)
+
+
 @lru_cache(maxsize=1)
 def torchvision_works() -> bool:
     """Whether transformers' torchvision-backed processors can be used in this process."""
@@ -352,10 +376,12 @@ def torchvision_works() -> bool:
     return True
 
 
-_STAND_INS = {"llava_onevision": TorchLlavaOnevisionVideoProcessor, "qwen2_vl": TorchQwen2VLVideoProcessor}
+_STAND_INS = {"llava_onevision": TorchLlavaOnevisionVideoProcessor, "qwen2_vl": TorchQwen2VLVideoProcessor,
+              "qwen3_vl": TorchQwen3VLVideoProcessor}
 _IMAGE = {  # kind -> (torchvision backend, PIL backend)
     "llava_onevision": ("LlavaOnevisionImageProcessor", "LlavaOnevisionImageProcessorPil"),
     "qwen2_vl": ("Qwen2VLImageProcessor", "Qwen2VLImageProcessorPil"),
+    "qwen3_vl": ("Qwen2VLImageProcessor", "Qwen2VLImageProcessorPil"),  # Qwen3-VL's images: Qwen2-VL's, patch 16
 }
 
 
@@ -366,7 +392,7 @@ def _check_kind(kind: str) -> str:
 
 
 def video_processor(kind: str, **kwargs):
-    """A video processor for ``kind`` in {"llava_onevision", "qwen2_vl"}.
+    """A video processor for ``kind`` in {"llava_onevision", "qwen2_vl", "qwen3_vl"}.
 
     The real transformers class when torchvision works, else the pure-torch stand-in. kwargs
     override class defaults (e.g. image_mean for SigLIP checkpoints).

@@ -36,6 +36,31 @@ from ..video import Video
 from .family import FamilyAdapter, PromptInputs
 
 
+def received_hook(received: list[torch.Tensor]):
+    """A forward pre-hook (with kwargs) for a Qwen vision block's attention that appends, per
+    attention chunk of ``cu_seqlens`` (a temporal patch, or a window), the mean attention each
+    patch RECEIVES there ([l] fp32; heads and the chunk's queries averaged), recomputed from the
+    block's own qkv and rotary embedding. Qwen2-VL, Qwen2.5-VL and Qwen3-VL's towers share it."""
+
+    def hook(attn, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        cu_seqlens = kwargs["cu_seqlens"] if "cu_seqlens" in kwargs else args[1]
+        cos, sin = kwargs["position_embeddings"]
+        length = hidden.shape[0]
+        q, k, _ = attn.qkv(hidden).reshape(length, 3, attn.num_heads, -1).unbind(1)  # [L, H, dh]
+        cos, sin = cos.float()[:, None], sin.float()[:, None]
+        q = q.float() * cos + rotate_half(q.float()) * sin  # as apply_rotary_pos_emb_vision
+        k = k.float() * cos + rotate_half(k.float()) * sin
+        bounds = cu_seqlens.tolist()
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            # one temporal patch; heads as the batch bounds memory at one l x l map
+            qs = q[a:b].transpose(0, 1)[:, None]  # [H, 1, l, dh]
+            ks = k[a:b].transpose(0, 1)[:, None]
+            received.append(attention_received(qs, ks, attn.scaling).mean(dim=0))
+
+    return hook
+
+
 class Qwen2_5_VLAdapter(FamilyAdapter):
     model_type = "qwen2_5_vl"
     processor_class = "Qwen2_5_VLProcessor"
@@ -92,22 +117,7 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
         pixels = out["pixel_values_videos"].to(model.device, self._core.visual.dtype)
         sampled_fps = out["video_metadata"][0].sampled_fps
         received: list[torch.Tensor] = []
-
-        def hook(attn, args, kwargs):
-            hidden = args[0] if args else kwargs["hidden_states"]
-            cu_seqlens = kwargs["cu_seqlens"] if "cu_seqlens" in kwargs else args[1]
-            cos, sin = kwargs["position_embeddings"]
-            length = hidden.shape[0]
-            q, k, _ = attn.qkv(hidden).reshape(length, 3, attn.num_heads, -1).unbind(1)  # [L, H, dh]
-            cos, sin = cos.float()[:, None], sin.float()[:, None]
-            q = q.float() * cos + rotate_half(q.float()) * sin  # as apply_rotary_pos_emb_vision
-            k = k.float() * cos + rotate_half(k.float()) * sin
-            bounds = cu_seqlens.tolist()
-            for a, b in zip(bounds[:-1], bounds[1:]):
-                # one temporal patch; heads as the batch bounds memory at one l x l map
-                qs = q[a:b].transpose(0, 1)[:, None]  # [H, 1, l, dh]
-                ks = k[a:b].transpose(0, 1)[:, None]
-                received.append(attention_received(qs, ks, attn.scaling).mean(dim=0))
+        hook = received_hook(received)
 
         sync = torch.cuda.synchronize if pixels.device.type == "cuda" else (lambda: None)
         sync()

@@ -27,6 +27,11 @@ from transformers import (
     Qwen2_5_VLForConditionalGeneration,
     Qwen2_5_VLProcessor,
     Qwen2Tokenizer,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
+    Qwen3VLMoeConfig,
+    Qwen3VLMoeForConditionalGeneration,
+    Qwen3VLProcessor,
 )
 
 from .processors import build_processor, image_processor, video_processor
@@ -35,6 +40,8 @@ __all__ = [
     "TINY_IDS",
     "TINY_LLAVA_ONEVISION",
     "TINY_QWEN2_5_VL",
+    "TINY_QWEN3_VL",
+    "TINY_QWEN3_VL_MOE",
     "build_tiny",
     "tiny_config",
     "tiny_processor",
@@ -43,7 +50,11 @@ __all__ = [
 
 TINY_LLAVA_ONEVISION = "tiny-random/llava-onevision"
 TINY_QWEN2_5_VL = "tiny-random/qwen2.5-vl"
-TINY_IDS = (TINY_LLAVA_ONEVISION, TINY_QWEN2_5_VL)
+TINY_QWEN3_VL = "tiny-random/qwen3-vl"
+TINY_QWEN3_VL_MOE = "tiny-random/qwen3-vl-moe"
+TINY_IDS = (TINY_LLAVA_ONEVISION, TINY_QWEN2_5_VL, TINY_QWEN3_VL, TINY_QWEN3_VL_MOE)
+# Qwen3-VL (dense and MoE) share one tokenizer layout, chat template and processor.
+_QWEN3_VL_IDS = (TINY_QWEN3_VL, TINY_QWEN3_VL_MOE)
 
 # --------------------------------------------------------------------------------------------
 # Tokenizer: byte-level BPE with Qwen2's pre-tokenizer, trained in memory.
@@ -154,6 +165,27 @@ _QWEN_VL_CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+# Qwen/Qwen3-VL-*-Instruct: no default system prompt (Qwen3's templates dropped it), media in
+# content order; the processor then writes each temporal patch of a video as
+# "<t seconds><|vision_start|><|video_pad|>...<|vision_end|>" inside the template's pair.
+_QWEN3_VL_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}"
+    "{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% endif %}"
+    "<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 @lru_cache(maxsize=1)
@@ -183,7 +215,7 @@ def _bpe() -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
 
 
 def _specials(name: str) -> tuple[str, ...]:
-    return {TINY_LLAVA_ONEVISION: _LLAVA_OV_SPECIALS, TINY_QWEN2_5_VL: _QWEN_VL_SPECIALS}[_check_name(name)]
+    return _LLAVA_OV_SPECIALS if _check_name(name) == TINY_LLAVA_ONEVISION else _QWEN_VL_SPECIALS
 
 
 def _special_ids(name: str) -> dict[str, int]:
@@ -287,6 +319,8 @@ def tiny_config(name: str):
             vision_aspect_ratio="anyres_max_9",
             tie_word_embeddings=True,
         )
+    elif name in _QWEN3_VL_IDS:
+        config = _qwen3_vl_config(name, text, ids)
     else:
         config = Qwen2_5_VLConfig(
             vision_config=dict(
@@ -318,6 +352,32 @@ def tiny_config(name: str):
     return config
 
 
+def _qwen3_vl_config(name: str, text: dict, ids: dict):
+    """Qwen3-VL (values as Qwen/Qwen3-VL-2B-Instruct) and Qwen3-VL-MoE (as
+    Qwen/Qwen3-VL-30B-A3B-Instruct), sizes shrunk: ViT patch 16, temporal patch 2, merge 2,
+    2304 learned positions, gelu_pytorch_tanh, depth 4 with DeepStack taps after blocks
+    [0, 1, 2] (the real 24-deep tower taps [5, 11, 17]: three levels, the last block not one of
+    them), hidden 32, 2 heads, MLP 64; LLM with q/k norms, head_dim 16, theta 5e6, interleaved
+    mRoPE section [4, 2, 2] (sums to head_dim / 2 as [24, 20, 20] does for head_dim 128). The
+    MoE LLM: 4 experts, 2 per token, expert MLP 32 (the real one: 128 experts, 8 per token)."""
+    text = dict(text, head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 5e6,
+                                                   "mrope_section": [4, 2, 2], "mrope_interleaved": True})
+    text.pop("max_position_embeddings")
+    text["max_position_embeddings"] = 262144
+    vision = dict(depth=4, hidden_size=32, intermediate_size=64, num_heads=2, hidden_act="gelu_pytorch_tanh",
+                  in_channels=3, patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
+                  num_position_embeddings=2304, deepstack_visual_indexes=[0, 1, 2],
+                  out_hidden_size=text["hidden_size"])
+    common = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+                  tie_word_embeddings=True)
+    if name == TINY_QWEN3_VL_MOE:
+        text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, decoder_sparse_step=1,
+                    mlp_only_layers=[])
+        return Qwen3VLMoeConfig(vision_config=vision, text_config=text, **common)
+    return Qwen3VLConfig(vision_config=vision, text_config=text, **common)
+
+
 def tiny_processor(name: str):
     """The real processor class for a tiny model id, with the offline tokenizer.
 
@@ -338,6 +398,14 @@ def tiny_processor(name: str):
             vision_feature_select_strategy="full",
             chat_template=_LLAVA_OV_CHAT_TEMPLATE,
             vision_aspect_ratio="anyres_max_9",
+        )
+    if name in _QWEN3_VL_IDS:
+        return build_processor(
+            Qwen3VLProcessor,
+            image_processor=image_processor("qwen3_vl", patch_size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3),
+            tokenizer=tokenizer,
+            video_processor=video_processor("qwen3_vl"),
+            chat_template=_QWEN3_VL_CHAT_TEMPLATE,
         )
     return build_processor(
         Qwen2_5_VLProcessor,
@@ -376,7 +444,12 @@ def build_tiny(name: str, *, dtype: torch.dtype = torch.float32, seed: int = 0):
     weights. The model is in eval mode with sdpa attention.
     """
     config = tiny_config(name)
-    cls = LlavaOnevisionForConditionalGeneration if name == TINY_LLAVA_ONEVISION else Qwen2_5_VLForConditionalGeneration
+    cls = {
+        TINY_LLAVA_ONEVISION: LlavaOnevisionForConditionalGeneration,
+        TINY_QWEN2_5_VL: Qwen2_5_VLForConditionalGeneration,
+        TINY_QWEN3_VL: Qwen3VLForConditionalGeneration,
+        TINY_QWEN3_VL_MOE: Qwen3VLMoeForConditionalGeneration,
+    }[name]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = cls._from_config(config, dtype=dtype, attn_implementation="sdpa")
@@ -389,7 +462,7 @@ def build_tiny(name: str, *, dtype: torch.dtype = torch.float32, seed: int = 0):
 def set_generation_ids(model, name: str) -> None:
     """Set ``model``'s stop/pad ids to those of ``name``'s offline tokenizer, as the
     checkpoints' generation_config.json does: stop at <|im_end|> (Qwen2.5-VL also at
-    <|endoftext|>), pad with <|endoftext|>. Also for bigger random-weight models that reuse the
+    <|endoftext|>, as Qwen3-VL does), pad with <|endoftext|>. Also for bigger random-weight models that reuse the
     tokenizer (`stc.bench`'s 0.5B)."""
     ids = _special_ids(_check_name(name))
     gen = model.generation_config
