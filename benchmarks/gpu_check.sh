@@ -142,6 +142,19 @@ if [[ "$bench_status" != 0 ]]; then
     exit 1
 fi
 say "table written to ${table#"$ROOT"/} ($(date -u +%Y-%m-%d))"
+
+# -- Qwen3-VL (DeepStack, timestamps between temporal patches) ------------------------------------
+# The tiny Qwen3-VL on this device (exact at 100%, budgets, stage 2 after DeepStack); with
+# STC_GPU_CHECK_QWEN3_VL=<local checkpoint folder> (e.g. a download of Qwen/Qwen3-VL-8B-Instruct;
+# the check is offline) the same bench on that checkpoint, 32 frames, stc at 10% and 2%.
+qwen3_model="${STC_GPU_CHECK_QWEN3_VL:-tiny-random/qwen3-vl}"
+qwen3_args=(--model "$qwen3_model" --device "$device" --methods none stc --max-new-tokens 16)
+[[ "$qwen3_model" == tiny-random/* ]] && qwen3_args+=(--frames 8)
+say "running: $PY -m stc.bench ${qwen3_args[*]}"
+if ! "$PY" -m stc.bench "${qwen3_args[@]}" | tee "$OUT/bench-qwen3-vl-$device.md"; then
+    say "FAILED: stc.bench on $qwen3_model"
+    exit 1
+fi
 [[ "$run_tests" == 1 ]] || exit 0
 
 # -- the processor-equivalence test -----------------------------------------------------------

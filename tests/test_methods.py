@@ -331,3 +331,37 @@ def test_bench_compares_every_method(capsys, gradio_clip):
     names = _bench_rows(capsys, gradio_clip, "--methods", *METHODS, "--retention", "0.1", "0.02")
     assert names[0] == "baseline (100%)" and len(names) == 1 + 2 * len(COMPRESSING)
     assert {"stc 2%/1%", "stc-stage1 2%", "fastv 2% after K=3", "holitom 10%/5%", "visionzip 10%"} <= set(names)
+
+
+# -- every method on the tiny Qwen3-VL (DeepStack, timestamps between temporal patches) ---------
+@pytest.fixture(scope="module")
+def qwen3_vl(gradio_clip):
+    llm = stc.load("tiny-random/qwen3-vl")
+    video = stc.load_video(gradio_clip("world.mp4"), num_frames=5)  # 3 temporal patches x 120 tokens
+    prep = llm.prepare(video, QUESTION)
+    return llm, video, llm.model(**prep.inputs.generate_kwargs).logits
+
+
+@pytest.mark.parametrize("name", COMPRESSING)
+def test_every_method_on_qwen3_vl(qwen3_vl, name):
+    llm, video, baseline = qwen3_vl
+    total, config = 360, _config(name, 0.05)
+    counts = stc.get_method(name).counts(config, total)
+    prep = llm.prepare(video, QUESTION, config)
+    assert prep.kept.tokens.shape[0] == counts.stage1
+    assert prep.inputs.num_visual == counts.stage1
+    levels = prep.inputs.generate_kwargs["mm_encoder_outputs"]["video"].deepstack_features
+    assert [level[0].shape[0] for level in levels] == [counts.stage1] * 3  # the same tokens at every level
+    if prep.pruning is not None:
+        with prep.stage2():
+            llm.model(**prep.inputs.generate_kwargs)
+        assert prep.pruning.merged.keep_index.numel() == counts.after_layer
+        assert prep.pruning.plan.layer >= llm.adapter.min_inner_layer
+    assert _no_hooks(llm.model)
+    full = llm.prepare(video, QUESTION, _full(name))
+    assert full.pruning is None
+    if _full(name).position_rule == "original":
+        assert torch.equal(llm.model(**full.inputs.generate_kwargs).logits, baseline)
+    else:  # official code renumbers the sequence: on mRoPE that is not the stock prompt even at 100%
+        positions = full.inputs.generate_kwargs["position_ids"][:, 0]
+        assert torch.equal(positions, torch.arange(positions.shape[-1]).expand(4, -1))
