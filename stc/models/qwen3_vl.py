@@ -65,7 +65,10 @@ def deepstack_levels(levels: torch.Tensor, kept: Compressed) -> torch.Tensor:
 
     Slot j of ``kept`` is, at every level, the patch ``kept.source[j]`` when it was selected, and
     the mean of the patches assigned to it (``kept.assignment == j``) when it is a refilled
-    cluster; with every token kept this is the levels themselves, bit for bit.
+    cluster; with every token kept this is the levels themselves, bit for bit. For stc, stc-stage1,
+    stc-st, uniform and FlashVID this reproduces their own tokens on the last level exactly; FastVID
+    and VisionZip build merged tokens by rules of their own (not the plain mean of the members
+    they assign), so their DeepStack levels get the plain mean of the same members.
     """
     n_levels, s, n, d = levels.shape
     flat = levels.reshape(n_levels, s * n, d)
