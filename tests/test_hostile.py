@@ -352,9 +352,9 @@ def test_decoding_past_its_limit_is_refused_in_one_line_then_serves(served, app,
 def test_a_visitor_who_leaves_during_decoding_frees_the_slot_within_2_s(served, sparse_keyframes, monkeypatch):
     """A slow decoder (1 ms a frame: the one-keyframe clip would take 100 s) and a visitor who
     closes the stream while it decodes: the next visitor's request starts within 2 s."""
-    import stc.video as video_module
+    import stc.video.readers as readers_module
 
-    real_time, decoded, decoding = video_module._frame_time, [0], threading.Event()
+    real_time, decoded, decoding = readers_module.frame_time, [0], threading.Event()
 
     def slow(frame, start):
         decoded[0] += 1
@@ -368,7 +368,7 @@ def test_a_visitor_who_leaves_during_decoding_frees_the_slot_within_2_s(served, 
         started[question] = time.monotonic()
         return real_compare(llm, video, question, *args, **kwargs)
 
-    monkeypatch.setattr(video_module, "_frame_time", slow)
+    monkeypatch.setattr(readers_module, "frame_time", slow)
     monkeypatch.setattr(logic, "run_comparison", compare)
     leaving = run_args(question="A visitor who leaves while it decodes?", frames=64)
     leaving[0] = uploaded(served, sparse_keyframes["one"])

@@ -14,7 +14,8 @@ import torch
 import stc
 from stc.models.base import CHUNK_FRAMES
 from stc.stream import WINDOW_FRAMES, StreamCompressor
-from stc.video import MAX_PIXELS, MIN_AUTO_SIDE, _auto_side
+from stc.video import MAX_PIXELS, MIN_AUTO_SIDE
+from stc.video.sizing import auto_side
 
 
 def test_fps_sampling_with_a_max_frames_cap(gradio_clip):
@@ -35,10 +36,10 @@ def test_1024_frames_load_and_many_large_frames_are_scaled_to_fit(gradio_clip):
     video = stc.load_video(gradio_clip("world.mp4"), num_frames=1024)  # 901 frames in the file
     assert video.num_frames == 901 and video.note
     # 1,024 frames of 1920x1080 do not fit MAX_PIXELS at 1344 px: "auto" decodes them smaller
-    side = _auto_side(1920, 1080, 1024)
+    side = auto_side(1920, 1080, 1024)
     assert MIN_AUTO_SIDE <= side < 1344
     assert 1024 * side * round(side * 1080 / 1920) <= MAX_PIXELS
-    assert _auto_side(1920, 1080, 8) == 1344
+    assert auto_side(1920, 1080, 8) == 1344
 
 
 def test_max_tokens_config():
@@ -126,10 +127,10 @@ def test_a_long_path_is_decoded_chunk_by_chunk_into_the_same_answer(llm, gradio_
 
 
 _ANSWER_MEMORY_SCRIPT = """
-import json, re, sys, torch, stc, stc.video
+import json, re, sys, torch, stc, stc.video.stream
 torch.set_num_threads(1)
 if sys.argv[2] == "pyav":
-    stc.video._decord_available = lambda: False
+    stc.video.stream.decord_available = lambda: False
 def status(key):
     return int(re.search(key + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
 llm = stc.load("tiny-random/llava-onevision")

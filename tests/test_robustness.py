@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_app import CLIP, FRAMES, ROOT, TINY, free_port, import_app, run_args, serving  # noqa: E402
 
 import stc.video as video_module  # noqa: E402
+import stc.video.stream as stream_module  # noqa: E402
 from stc import STCConfig  # noqa: E402
 from stc import demo as logic  # noqa: E402
 from stc.models.base import check_question  # noqa: E402
@@ -101,8 +102,8 @@ def test_probe_reads_the_header_without_decoding(bad_file, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("probe must not decode frames")
 
-    monkeypatch.setattr(video_module, "_read_sequential", no_decoding)
-    monkeypatch.setattr(video_module, "_read_seeking", no_decoding)
+    monkeypatch.setattr(stream_module, "read_sequential", no_decoding)
+    monkeypatch.setattr(stream_module, "read_seeking", no_decoding)
     info = probe(CLIP)
     assert (info.width, info.height, info.frames) == (480, 270, 150) and abs(info.duration - 5.0) < 0.1
     start = time.perf_counter()

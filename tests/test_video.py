@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 import stc.video as video_module
+import stc.video.readers as readers_module
+import stc.video.sizing as sizing_module
+import stc.video.stream as stream_module
 from stc.video import MAX_FRAMES, Video, load_video, sample_indices
 
 GRADIO_CLIPS = ["a.mp4", "b.mp4", "muted_b.mp4", "b.avi", "world.mp4"]
@@ -47,7 +50,7 @@ def test_sampled_frames_follow_the_rule(gradio_clip):
 def test_seeking_reader_matches_sequential(gradio_clip, monkeypatch):
     path = gradio_clip("world.mp4")  # 901 frames: read by seeking
     seeking = load_video(path, 16, backend="pyav")
-    monkeypatch.setattr(video_module, "_SEQUENTIAL_MAX_FRAMES", 10**9)
+    monkeypatch.setattr(stream_module, "SEQUENTIAL_MAX_FRAMES", 10**9)
     sequential = load_video(path, 16, backend="pyav")
     assert seeking.frame_indices.tolist() == sequential.frame_indices.tolist()
     assert np.array_equal(seeking.frames, sequential.frames)
@@ -60,7 +63,7 @@ def test_long_clip_is_read_by_seeking(make_clip, frame_level, monkeypatch):
     def no_full_decode(*args, **kwargs):
         raise AssertionError("a long clip must not be decoded front to back")
 
-    monkeypatch.setattr(video_module, "_read_sequential", no_full_decode)
+    monkeypatch.setattr(stream_module, "read_sequential", no_full_decode)
     video = load_video(path, 32, backend="pyav")
     assert video.num_frames == 32 and video.total_frames == 1500 and video.note is None
     assert video.frame_indices.tolist() == sample_indices(1500, 32).tolist()
@@ -223,7 +226,7 @@ def test_4k_frames_are_scaled_down_while_decoding(make_clip):
 
 
 def _backends():
-    return ["pyav", "decord"] if video_module._decord_available() else ["pyav"]
+    return ["pyav", "decord"] if readers_module.decord_available() else ["pyav"]
 
 
 @pytest.mark.parametrize("backend", _backends())
@@ -259,24 +262,24 @@ def test_stream_checks_the_request_and_budget_before_decoding(gradio_clip, monke
         video_module.stream_video(path, 8, chunk=0)
     with pytest.raises(ValueError, match="num_frames"):
         video_module.stream_video(path, 0)
-    monkeypatch.setattr(video_module, "MAX_PIXELS", 100)
+    monkeypatch.setattr(sizing_module, "MAX_PIXELS", 100)
     with pytest.raises(ValueError, match="megapixels"):
         video_module.stream_video(path, 8, backend="pyav")
 
 
-@pytest.mark.skipif(not video_module._decord_available(), reason="decord is not installed")
+@pytest.mark.skipif(not readers_module.decord_available(), reason="decord is not installed")
 def test_decord_failing_mid_file_falls_back_whole_but_not_mid_stream(gradio_clip, monkeypatch):
     path = gradio_clip("b.mp4")
     reference = load_video(path, 40, backend="pyav")
-    real = video_module._read_decord
+    real = readers_module.read_decord
 
     def fails_after_one_chunk(*args, **kwargs):
         reader = real(*args, **kwargs)
         yield next(reader)
         yield next(reader)
-        raise video_module._DecordFailed()
+        raise readers_module.DecordFailed()
 
-    monkeypatch.setattr(video_module, "_read_decord", fails_after_one_chunk)
+    monkeypatch.setattr(stream_module, "read_decord", fails_after_one_chunk)
     whole = load_video(path, 40)  # decord planned, then failed after handing out frames: PyAV
     assert whole.backend == "pyav" and np.array_equal(whole.frames, reference.frames)
     stream = video_module.stream_video(path, 40, chunk=16)

@@ -22,6 +22,10 @@ import numpy as np
 import pytest
 
 import stc.video as video_module
+import stc.video.header as header_module
+import stc.video.readers as readers_module
+import stc.video.sizing as sizing_module
+import stc.video.stream as stream_module
 from stc.video import load_video, probe, sample_indices
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,8 +127,11 @@ _CHILD = textwrap.dedent(
     path, backend, num_frames = sys.argv[1], sys.argv[2], int(sys.argv[3])
     def status(key):
         return int(re.search(key + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
-    # stc/video.py alone (stc's package imports torch and transformers: seconds, and not decoding).
-    spec = importlib.util.spec_from_file_location("stc_video", sys.argv[4])
+    # stc/video/ alone (stc's package imports torch and transformers: seconds, and not decoding);
+    # its modules import only each other.
+    package = sys.argv[4]
+    spec = importlib.util.spec_from_file_location("stc_video", package + "/__init__.py",
+                                                  submodule_search_locations=[package])
     video = sys.modules["stc_video"] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(video)
     import numpy, av
@@ -145,7 +152,7 @@ _CHILD = textwrap.dedent(
 def _peak_growth(path: Path, backend: str, num_frames: int) -> dict:
     """RSS growth of one load_video call in a fresh process; the child is killed past WATCHDOG."""
     child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(path), backend, str(num_frames), str(ROOT / "stc" / "video.py")],
+        [sys.executable, "-c", _CHILD, str(path), backend, str(num_frames), str(ROOT / "stc" / "video")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline, peak = time.monotonic() + 120, 0
@@ -273,8 +280,8 @@ def _no_decoding(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a request over the budget must be refused before decoding")
 
-    for reader in ("_read_sequential", "_read_seeking", "_read_decord"):
-        monkeypatch.setattr(video_module, reader, refuse)
+    for reader in ("read_sequential", "read_seeking", "read_decord"):
+        monkeypatch.setattr(stream_module, reader, refuse)
 
 
 @pytest.mark.parametrize("backend", _backends())
@@ -288,7 +295,7 @@ def test_pixel_budget_is_checked_before_decoding_then_serves(huge_clips, monkeyp
             "8 frames of 8000x8000 are 512 megapixels; load_video holds at most 268 "
             "(ask for fewer frames or a smaller max_side)"
         )
-        patch.setattr(video_module, "MAX_FRAME_PIXELS", 2**25)
+        patch.setattr(sizing_module, "MAX_FRAME_PIXELS", 2**25)
         with pytest.raises(ValueError) as err:
             load_video(path, 1, backend=backend)
         assert str(err.value) == (
@@ -349,8 +356,8 @@ def test_checking_then_loading_a_headerless_video_counts_its_packets_once(header
     import shutil
 
     counted = []
-    real = video_module._count_packets
-    monkeypatch.setattr(video_module, "_count_packets", lambda *a, **k: counted.append(1) or real(*a, **k))
+    real = header_module.count_packets
+    monkeypatch.setattr(header_module, "count_packets", lambda *a, **k: counted.append(1) or real(*a, **k))
     path = tmp_path / "raw.mp4"
     shutil.copy(headerless["raw"], path)
     assert probe(path).duration == pytest.approx(7200, abs=1)
@@ -365,7 +372,7 @@ def test_checking_then_loading_a_headerless_video_counts_its_packets_once(header
 def test_a_length_that_cannot_be_measured_in_time_is_refused_then_serves(headerless, gradio_clip, monkeypatch):
     path = headerless["raw"]
     with monkeypatch.context() as patch:
-        patch.setattr(video_module, "_LENGTH_SCAN_SECONDS", 0.0)
+        patch.setattr(header_module, "LENGTH_SCAN_SECONDS", 0.0)
         for read in (probe, lambda p: load_video(p, 8)):
             with pytest.raises(ValueError) as err:
                 read(path)
@@ -414,13 +421,13 @@ def test_app_refuses_two_headerless_hours_then_serves(headerless, tmp_path, monk
 def decoded_frames(monkeypatch):
     """Counts the frames the seeking reader decodes (it reads every decoded frame's time)."""
     count = [0]
-    real = video_module._frame_time
+    real = readers_module.frame_time
 
     def counted(frame, start):
         count[0] += 1
         return real(frame, start)
 
-    monkeypatch.setattr(video_module, "_frame_time", counted)
+    monkeypatch.setattr(readers_module, "frame_time", counted)
     return count
 
 
