@@ -206,7 +206,8 @@ def synthetic_video(num_frames: int, height: int = 270, width: int = 480) -> Vid
     return Video.from_frames(frames, fps=1.0, source="synthetic")
 
 
-def _ratio(a: float, b: float) -> str:
+def _factor(a: float, b: float) -> str:
+    """a / b as a factor, "1.23x" ("-" when b is not positive)."""
     return f"{a / b:.2f}x" if b > 0 else "-"
 
 
@@ -229,10 +230,10 @@ def table(rows: list[Row], *, unit: str = "s") -> str:
         lines.append(
             f"| {r.name} | {tokens} | {s.flops / 1e12:.3f} | {100 * s.flops / base.flops:.1f}% "
             f"| {s.compress_seconds * scale:{fmt}} | {100 * s.compress_seconds / base.prefill_seconds:.1f}% "
-            f"| {s.prefill_seconds * scale:{fmt}} | {_ratio(base.prefill_seconds, s.prefill_seconds)} "
-            f"| {s.ttft_seconds * scale:{fmt}} | {_ratio(base.ttft_seconds, s.ttft_seconds)} "
-            f"| {s.decode_tokens_per_second:.1f} | {_ratio(s.decode_tokens_per_second, base.decode_tokens_per_second)} "
-            f"| {s.peak_memory_bytes / 2**30:.2f} | {_ratio(s.peak_memory_bytes, base.peak_memory_bytes)} |"
+            f"| {s.prefill_seconds * scale:{fmt}} | {_factor(base.prefill_seconds, s.prefill_seconds)} "
+            f"| {s.ttft_seconds * scale:{fmt}} | {_factor(base.ttft_seconds, s.ttft_seconds)} "
+            f"| {s.decode_tokens_per_second:.1f} | {_factor(s.decode_tokens_per_second, base.decode_tokens_per_second)} "
+            f"| {s.peak_memory_bytes / 2**30:.2f} | {_factor(s.peak_memory_bytes, base.peak_memory_bytes)} |"
         )
     return "\n".join(lines)
 

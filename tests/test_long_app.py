@@ -73,10 +73,11 @@ def test_qwen_tokens_come_from_its_own_grid():
 
     qwen = logic.load_model(logic.TINY_QWEN)
     video = load_video(CLIP, num_frames=8)
+    assert logic.visual_tokens(qwen, video) > 300  # not every frame fits: there is a frame more to try
     index, tokens = logic.baseline_frames(qwen, video, 300)
-    assert tokens == logic.visual_tokens(qwen, video.take(index)) <= 300
+    assert tokens == logic.visual_tokens(qwen, video.take(index)) <= 300 and len(index) < 8
     more = video.take(np.sort(np.r_[index, np.setdiff1d(np.arange(8), index)[:1]]))
-    assert logic.visual_tokens(qwen, more) > 300 or len(index) == 8  # one frame more would not fit
+    assert logic.visual_tokens(qwen, more) > 300  # one frame more would not fit
 
 
 def _provenance(frames: int, per_slot: int = 1) -> Provenance:

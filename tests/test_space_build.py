@@ -1,4 +1,4 @@
-"""The simulated Hugging Face Space build (tests/space_build.py): the front matter agrees with the
+"""The simulated Hugging Face Space build (tools/space_build.py, tools/space_files.py): the front matter agrees with the
 files the Space reads, and, on the front matter's Python, the Space's install resolves, app.py
 starts as on the Space and answers a request, and transformers' processors load there.
 
@@ -7,7 +7,6 @@ PATH): without one it skips, and under CI=true it fails. Its venv is cached outs
 (${STC_SPACE_CACHE:-~/.cache/stc}); the first build downloads and installs several GB.
 """
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -16,18 +15,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "tests" / "space_build.py"
+TOOLS = ROOT / "tools"
+SCRIPT = TOOLS / "space_build.py"
 TIMEOUT = 900  # a first build (a fresh venv with torch) takes a few minutes; a cached one ~30 s
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("space_build", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-sb = _load()
+sys.path.insert(0, str(TOOLS))  # the build tool is a stdlib script run as `python tools/space_build.py`
+import space_build as sb  # noqa: E402
+import space_files as sf  # noqa: E402
 
 
 def in_ci() -> bool:
@@ -38,26 +32,26 @@ def in_ci() -> bool:
 
 
 def test_front_matter_agrees_with_requirements_pyproject_and_license():
-    meta = sb.check_agreement(ROOT)  # raises BuildError naming the disagreement
-    specs = sb.requirement_specs((ROOT / "requirements.txt").read_text())
+    meta = sf.check_agreement(ROOT)  # raises BuildError naming the disagreement
+    specs = sf.requirement_specs((ROOT / "requirements.txt").read_text())
     assert specs.get("gradio") == f"=={meta['sdk_version']}"
     assert (ROOT / "LICENSE").is_file()
     assert (ROOT / meta["app_file"]).is_file()
 
 
 def test_space_yml_publishes_what_the_app_needs():
-    patterns = sb.published_patterns(ROOT)
-    meta = sb.front_matter((ROOT / "README.md").read_text())
+    patterns = sf.published_patterns(ROOT)
+    meta = sf.front_matter((ROOT / "README.md").read_text())
     for needed in (meta["app_file"], "README.md", "requirements.txt", "LICENSE", "stc/**", "examples/**"):
         assert needed in patterns
 
 
 def test_front_matter_parser():
-    meta = sb.front_matter('---\ntitle: "a: b"\nsdk_version: 6.31.0  # pinned\npython_version: "3.12"\n'
+    meta = sf.front_matter('---\ntitle: "a: b"\nsdk_version: 6.31.0  # pinned\npython_version: "3.12"\n'
                            "models:\n  - x/y\nempty:\n---\n# body\nsdk: no\n")
     assert meta == {"title": "a: b", "sdk_version": "6.31.0", "python_version": "3.12"}
-    with pytest.raises(sb.BuildError):
-        sb.front_matter("# no front matter\n")
+    with pytest.raises(sf.BuildError):
+        sf.front_matter("# no front matter\n")
 
 
 @pytest.mark.parametrize("spec, version, ok", [
@@ -66,7 +60,7 @@ def test_front_matter_parser():
     (">=6.31,<7", "7.0.1", False), ("~=3.10", "3.12", True), ("~=3.10.1", "3.11.0", False), ("!=3.11", "3.11", False),
 ])
 def test_specifiers(spec, version, ok):
-    assert sb.admits(spec, version) is ok
+    assert sf.admits(spec, version) is ok
 
 
 def _write_project(tmp_path, *, gradio="==6.31.0", requires=">=3.10", app_extra='"gradio>=6.31,<7"', license=True):
@@ -83,7 +77,7 @@ def _write_project(tmp_path, *, gradio="==6.31.0", requires=">=3.10", app_extra=
 
 def test_agreement_check_names_each_disagreement(tmp_path):
     (tmp_path / "ok").mkdir()
-    assert sb.check_agreement(_write_project(tmp_path / "ok"))["python_version"] == "3.12"
+    assert sf.check_agreement(_write_project(tmp_path / "ok"))["python_version"] == "3.12"
     for i, (kwargs, words) in enumerate([
         ({"gradio": "==6.30.0"}, "requirements.txt pins gradio==6.30.0"),
         ({"gradio": ">=6"}, "requirements.txt pins gradio>=6"),
@@ -93,20 +87,20 @@ def test_agreement_check_names_each_disagreement(tmp_path):
     ]):
         folder = tmp_path / str(i)
         folder.mkdir()
-        with pytest.raises(sb.BuildError, match=words.replace("(", r"\(")):
-            sb.check_agreement(_write_project(folder, **kwargs))
+        with pytest.raises(sf.BuildError, match=words.replace("(", r"\(")):
+            sf.check_agreement(_write_project(folder, **kwargs))
 
 
 def test_an_interpreter_that_disagrees_with_the_front_matter_fails():
     here = f"{sys.version_info[0]}.{sys.version_info[1]}"
     assert sb.check_interpreter(Path(sys.executable), here).startswith(here)
-    with pytest.raises(sb.BuildError, match="python_version 3.2 but"):
+    with pytest.raises(sf.BuildError, match="python_version 3.2 but"):
         sb.check_interpreter(Path(sys.executable), "3.2")
 
 
 def test_an_override_interpreter_that_is_missing_is_no_interpreter(monkeypatch, tmp_path):
     monkeypatch.setenv("STC_SPACE_PYTHON", str(tmp_path / "python9.9"))
-    with pytest.raises(sb.NoInterpreter):
+    with pytest.raises(sf.NoInterpreter):
         sb.find_interpreter("9.9")
 
 

@@ -13,6 +13,7 @@ A request flows: `requests` checks it -> `loading.ModelPool` gives the model -> 
 tables and images.
 """
 
+from ..messages import one_line
 from .loading import (
     FALLBACK_MODEL,
     LLAVA_OV_05B,
@@ -86,7 +87,6 @@ from .requests import (
     limits_text,
     make_config,
     method_choices,
-    one_line,
     shown,
     span,
     visitor_address,

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ..models import VideoLLM, load
-from .requests import one_line
+from ..messages import one_line
 
 log = logging.getLogger("stc.demo")
 

@@ -16,7 +16,8 @@ COST_HEADERS = [
 ANSWER_HEADERS = ["run", "answer"]
 
 
-def _ratio(b: float, c: float) -> str:
+def _share(b: float, c: float) -> str:
+    """c as a share of b, "12.3%" ("—" when b is not positive)."""
     return f"{c / b:.1%}" if b > 0 else "—"
 
 
@@ -47,7 +48,7 @@ def cost_rows(result: Comparison) -> list[list[str]]:
         if c.visual_tokens_stage2 != c.visual_tokens_stage1:
             tokens += f" → {c.visual_tokens_stage2:,} (K = {c.inner_layer})"
         rows.append([
-            label, tokens, flops_text(c.flops), _ratio(b.flops, c.flops), f"{c.compress_seconds:.3f}",
+            label, tokens, flops_text(c.flops), _share(b.flops, c.flops), f"{c.compress_seconds:.3f}",
             f"{c.prefill_seconds:.3f}", "—" if answer is result.baseline else _speedup(b.prefill_seconds, c.prefill_seconds),
             f"{c.ttft_seconds:.3f}", f"{c.decode_tokens_per_second:.1f}", f"{c.new_tokens}",
             f"{c.peak_memory_bytes / 2**30:.2f}",

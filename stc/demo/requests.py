@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..config import STCConfig
+from ..messages import one_line
 from ..methods import get_method, list_methods
 from ..models import VideoLLM
 from ..models.base import MAX_QUESTION_CHARS, check_question
@@ -113,16 +114,6 @@ class Limits:
 def method_choices() -> list[str]:
     """Every registered compression method except the baseline, read from the registry now."""
     return [name for name in list_methods() if name != "none"]
-
-
-
-def one_line(err: BaseException | str, limit: int = 300) -> str:
-    """An error as one short line (no traceback, no newlines)."""
-    text = str(err).strip() if not isinstance(err, str) else err.strip()
-    if isinstance(err, BaseException) and not text:
-        text = type(err).__name__
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 _FOLDERS = re.compile(r"""(?<![\w.:/])/(?:[^\s/'"`]+/)+(?=[^\s/'"`])""")
