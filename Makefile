@@ -47,6 +47,13 @@ test: install chromium
 test-vllm:
 	TORCH_INDEX="$(TORCH_INDEX)" python3 tests/vllm/env.py test
 
+# vLLM's CPU build with its workarounds (README, "Serving with vLLM"): .venv-vllm becomes a link
+# to the venv test-vllm uses (same recipe and cache), with this checkout's stc installed.
+.PHONY: vllm-cpu-env
+VLLM_VENV ?= .venv-vllm
+vllm-cpu-env:
+	TORCH_INDEX="$(TORCH_INDEX)" python3 tests/vllm/env.py link $(VLLM_VENV)
+
 demo: install
 	$(PY) app.py
 

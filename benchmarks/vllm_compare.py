@@ -1,15 +1,17 @@
-"""The same batches of video requests through vLLM with no pruning, vLLM's EVS and stc, at the same
-number of kept visual tokens; prompt tokens, time to first token and throughput as ratios to no
-pruning. Run it in the vLLM environment (tests/vllm/env.py):
+"""The same video requests through vLLM with no pruning, vLLM's EVS and stc, at the same number of
+kept visual tokens and at several concurrency levels (1, 8, 32 requests in flight); prompt
+tokens, time to first token and throughput, as ratios to no pruning. Run it in the vLLM
+environment (`make vllm-cpu-env`, or tests/vllm/env.py):
 
-    $(python3 tests/vllm/env.py python) benchmarks/vllm_compare.py                 # CPU, tiny checkpoint
-    $(python3 tests/vllm/env.py python) benchmarks/vllm_compare.py --size 7b --dtype bfloat16  # a GPU
+    .venv-vllm/bin/python benchmarks/vllm_compare.py                                # CPU, tiny checkpoint
+    .venv-vllm/bin/python benchmarks/vllm_compare.py --size 7b --dtype bfloat16 --no-eager  # a GPU
 
 Each method runs in its own process (one engine each, in-process engine core, prefix and
-processor caches off): a warm-up request, then one batch with max_tokens=1 (time to first
-token of the whole batch: vision, compression and prefill of every request) and another batch
-(new videos) with --new-tokens greedy tokens, EOS ignored (output tokens per second, prefill
-included). Every method sees the same videos.
+processor caches off). Per concurrency level c: a batch of c new videos with max_tokens=1 (time
+to first token of the whole batch: vision, compression and prefill of every request), then
+another c new videos with --new-tokens greedy tokens, EOS ignored (requests and output tokens
+per second, prefill included). All c requests enter vLLM's scheduler at once (continuous
+batching), as c concurrent clients would. Every method sees the same videos.
 The tiny checkpoint's numbers measure a 2-layer, 128-wide model on CPU: the vision tower and
 the compression weigh far more there than on a 7B model; they are labelled as such.
 EVS runs on vLLM's CPU build only with the plugin's runner fix (STC_VLLM_CPU_PRUNING_FIX=all).
@@ -55,21 +57,28 @@ def run_method(args: argparse.Namespace) -> dict:
     elif args.method == "evs":
         kwargs["video_pruning_rate"] = args.evs_rate
     llm = LLM(**kwargs)
-    def batch(first_seed: int) -> list[dict]:
-        return [video_request(make_video(args.frames, seed=first_seed + i)) for i in range(args.batch)]
+    seed = iter(range(1_000_000))  # a new video for every request: no cache can hit
 
-    llm.generate(batch(10_000)[:1], SamplingParams(max_tokens=1), use_tqdm=False)  # warm-up
-    ttft, rate = [], []
-    for repeat in range(args.repeats):  # the best of a few: a shared CPU is noisy
-        start = time.perf_counter()
-        first = llm.generate(batch(100 * repeat), SamplingParams(max_tokens=1, temperature=0.0), use_tqdm=False)
-        ttft.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        full = llm.generate(batch(1_000 + 100 * repeat),
-                            SamplingParams(max_tokens=args.new_tokens, temperature=0.0, ignore_eos=True), use_tqdm=False)
-        rate.append(sum(len(r.outputs[0].token_ids) for r in full) / (time.perf_counter() - start))
-    return {"prompt_tokens": sum(len(r.prompt_token_ids) for r in first) / len(first), "ttft_s": min(ttft),
-            "tokens_per_s": max(rate)}
+    def batch(size: int) -> list[dict]:
+        return [video_request(make_video(args.frames, seed=next(seed))) for _ in range(size)]
+
+    llm.generate(batch(1), SamplingParams(max_tokens=1), use_tqdm=False)  # warm-up
+    out = {}
+    for level in args.concurrency:
+        ttft, rate, req_rate = [], [], []
+        for _ in range(args.repeats):  # the best of a few: a shared CPU is noisy
+            start = time.perf_counter()
+            first = llm.generate(batch(level), SamplingParams(max_tokens=1, temperature=0.0), use_tqdm=False)
+            ttft.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            full = llm.generate(batch(level), SamplingParams(max_tokens=args.new_tokens, temperature=0.0, ignore_eos=True),
+                                use_tqdm=False)
+            elapsed = time.perf_counter() - start
+            rate.append(sum(len(r.outputs[0].token_ids) for r in full) / elapsed)
+            req_rate.append(level / elapsed)
+        out[str(level)] = {"prompt_tokens": sum(len(r.prompt_token_ids) for r in first) / len(first),
+                           "ttft_s": min(ttft), "tokens_per_s": max(rate), "requests_per_s": max(req_rate)}
+    return out
 
 
 def main() -> None:
@@ -77,10 +86,11 @@ def main() -> None:
     parser.add_argument("--size", choices=["tiny", "7b"], default="tiny")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--concurrency", type=lambda v: [int(x) for x in v.split(",")], default=[1, 8, 32],
+                        help="requests in flight at once, comma-separated (default 1,8,32)")
     parser.add_argument("--retention", type=float, default=0.25)
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3, help="timed batches per method (best one reported)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed batches per level and method (best one reported)")
     parser.add_argument("--max-model-len", type=int, default=4096)
     parser.add_argument("--eager", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--checkpoint", help="an existing checkpoint folder (default: write one)")
@@ -107,7 +117,7 @@ def main() -> None:
         results = {}
         for method in ("none", "evs", "stc"):
             cmd = [sys.executable, "-P", __file__, "--method", method, "--evs-rate", str(rate), "--checkpoint",
-                   args.checkpoint, "--frames", str(args.frames), "--batch", str(args.batch), "--retention",
+                   args.checkpoint, "--frames", str(args.frames), "--concurrency", ",".join(map(str, args.concurrency)), "--retention",
                    str(args.retention), "--new-tokens", str(args.new_tokens), "--max-model-len",
                    str(args.max_model_len), "--dtype", args.dtype, "--repeats", str(args.repeats), "--eager" if args.eager else "--no-eager"]
             env = {**os.environ, "STC_VLLM_CPU_PRUNING_FIX": "all"}
@@ -116,15 +126,19 @@ def main() -> None:
             if run.returncode or not line:
                 sys.exit(f"{method} failed:\n{run.stderr[-4000:]}")
             results[method] = json.loads(line.removeprefix("STC-BENCH "))
-    base = results["none"]
-    label = "tiny random-weight checkpoint on CPU" if args.size == "tiny" else f"{args.size} random-weight checkpoint"
-    print(f"vLLM, {label}: {args.batch} requests x {args.frames} frames ({total} visual tokens each); "
-          f"EVS and stc keep {budget} ({args.retention:.0%})")
-    print(f"{'method':<8}{'prompt tokens':>15}{'ratio':>8}{'TTFT (s)':>11}{'ratio':>8}{'tok/s':>9}{'ratio':>8}")
-    for method, r in results.items():
-        print(f"{method:<8}{r['prompt_tokens']:>15.0f}{r['prompt_tokens'] / base['prompt_tokens']:>8.2f}"
-              f"{r['ttft_s']:>11.2f}{r['ttft_s'] / base['ttft_s']:>8.2f}{r['tokens_per_s']:>9.1f}"
-              f"{r['tokens_per_s'] / base['tokens_per_s']:>8.2f}")
+    label = ("tiny random-weight checkpoint on CPU (2 shared cores)" if args.size == "tiny"
+             else f"{args.size} random-weight checkpoint")
+    print(f"vLLM, {label}: {args.frames} frames per request ({total} visual tokens each); "
+          f"EVS and stc keep {budget} ({args.retention:.0%}); {args.new_tokens} new tokens")
+    print(f"| concurrency | method | prompt tokens | TTFT (s) | ratio | req/s | ratio | tok/s | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for level in map(str, args.concurrency):
+        base = results["none"][level]
+        for method, by_level in results.items():
+            r = by_level[level]
+            print(f"| {level} | {method} | {r['prompt_tokens']:.0f} | {r['ttft_s']:.2f} | {r['ttft_s'] / base['ttft_s']:.2f} "
+                  f"| {r['requests_per_s']:.2f} | {r['requests_per_s'] / base['requests_per_s']:.2f} "
+                  f"| {r['tokens_per_s']:.1f} | {r['tokens_per_s'] / base['tokens_per_s']:.2f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"label": label, "budget": budget, "results": results}, indent=2))
 

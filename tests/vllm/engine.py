@@ -8,6 +8,15 @@ Each engine answers one greedy request per frame count (`stc.integrations.vllm.t
 `video_request`); engines run one after the other in this process (in-process engine core).
 Output: {"plugins": [loaded general plugins], engine name: [{"prompt_token_ids", "token_ids",
 "first_logprobs": {token: logprob}}, ...]}.
+
+Chat mode (SPEC has "rounds"): real clips sent as the OpenAI server receives them (chat messages
+with ``file://`` video URLs, `chat_messages`), through ``LLM.chat``: each round is one call
+(its requests run concurrently), rounds run in order on the same engine, so later rounds hit
+vLLM's prefix and encoder caches. Engines take "kwargs" (e.g. enable_prefix_caching,
+enable_chunked_prefill, max_num_batched_tokens, block_size). With "capture": a file where each
+engine's stc video calls are saved (torch.save: {engine: [{"grid", "features", "scores",
+"source"}, ...]}), so that a reference can start from vLLM's own vision features.
+Output: {engine name: [[result per request] per round]}.
 """
 
 from __future__ import annotations
@@ -37,9 +46,15 @@ def video_request(frames, question: str = QUESTION, fps: float = FPS) -> dict:
     return {"prompt": prompt, "multi_modal_data": {"video": [(frames, metadata)]}}
 
 
+def chat_messages(url: str, question: str = QUESTION) -> list[dict]:
+    """One OpenAI-style chat request: a video URL and a question (what the server receives)."""
+    return [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": url}},
+                                         {"type": "text", "text": question}]}]
+
+
 def engine_kwargs(checkpoint: str, engine: dict) -> dict:
     kwargs = dict(model=checkpoint, enforce_eager=True, max_model_len=4096, dtype="float32", seed=0,
-                  limit_mm_per_prompt={"video": 1, "image": 0})
+                  limit_mm_per_prompt={"video": 1, "image": 0}, **engine.get("kwargs", {}))
     if engine.get("hf_overrides"):
         kwargs["hf_overrides"] = engine["hf_overrides"]
     if engine.get("video_pruning_rate"):
@@ -72,5 +87,46 @@ def main(spec: dict) -> dict:
     return out
 
 
+def _result(result) -> dict:
+    completion = result.outputs[0]
+    return {"prompt_token_ids": list(result.prompt_token_ids), "token_ids": list(completion.token_ids),
+            "num_cached_tokens": result.num_cached_tokens,
+            "first_logprobs": {str(tok): lp.logprob for tok, lp in completion.logprobs[0].items()}}
+
+
+def main_chat(spec: dict) -> dict:
+    import torch
+    from vllm import LLM, SamplingParams
+
+    from stc.integrations.vllm import qwen2_5_vl
+
+    captured: list[dict] = []
+    compress = qwen2_5_vl.compress_video
+
+    def capture(embeds, scores, grid, *args):
+        out, source = compress(embeds, scores, grid, *args)
+        captured.append({"grid": [int(x) for x in grid], "features": embeds.detach().cpu().clone(),
+                         "scores": scores.detach().cpu().clone(), "source": source.cpu().clone()})
+        return out, source
+
+    qwen2_5_vl.compress_video = capture
+    params = SamplingParams(max_tokens=spec.get("max_tokens", 4), temperature=0.0, logprobs=spec.get("logprobs", 5))
+    out, saved = {}, {}
+    for engine in spec["engines"]:
+        llm = LLM(**engine_kwargs(spec["checkpoint"], engine), allowed_local_media_path=spec["media_path"])
+        out[engine["name"]] = [
+            [_result(r) for r in llm.chat([chat_messages(q["url"], q["question"]) for q in round_], params,
+                                          use_tqdm=False)]
+            for round_ in spec["rounds"]
+        ]
+        saved[engine["name"]], captured[:] = list(captured), []
+        del llm
+        gc.collect()
+    if spec.get("capture"):
+        torch.save(saved, spec["capture"])
+    return out
+
+
 if __name__ == "__main__":
-    print("STC-RESULT " + json.dumps(main(json.loads(sys.argv[1]))), flush=True)
+    spec = json.loads(sys.argv[1])
+    print("STC-RESULT " + json.dumps(main_chat(spec) if "rounds" in spec else main(spec)), flush=True)

@@ -1,5 +1,8 @@
-"""The vLLM test environment: build it (cached), install this checkout's stc into it, run the
-vLLM tests there. `make test-vllm` runs ``python tests/vllm/env.py test``.
+"""The vLLM environment: build it (cached), install this checkout's stc into it, run the vLLM
+tests there. `make test-vllm` runs ``python tests/vllm/env.py test``; `make vllm-cpu-env` (the
+README's CPU install) runs ``python tests/vllm/env.py link .venv-vllm``, which makes
+.venv-vllm a link to the same cached venv; ``python tests/vllm/env.py python`` prints its
+interpreter.
 
 vLLM's CPU build needs its own venv: it pins transformers below 5.20 (the project pins 5.24) and
 torch 2.13.0+cpu exactly. The venv is cached in ${STC_VLLM_CACHE:-~/.cache/stc}/vllm-venv-<key>
@@ -119,13 +122,32 @@ def ensure(torch_index: str) -> Path:
     return venv
 
 
+def link(venv: Path, target: Path) -> None:
+    """Point ``target`` (e.g. .venv-vllm) at the cached venv; refuses to replace anything but a link."""
+    if target.is_symlink():
+        target.unlink()
+    elif target.exists():
+        raise SystemExit(f"{target} exists and is not a link to the vLLM venv: remove it or pass another path")
+    target.symlink_to(venv, target_is_directory=True)
+    print(f"vllm env: {target} -> {venv}\n  serve: {target}/bin/python -m vllm.entrypoints.openai.api_server ... "
+          "(README, 'Serving with vLLM')", file=sys.stderr)
+
+
 def main(argv: list[str]) -> int:
     torch_index = os.environ.get("TORCH_INDEX", "https://download.pytorch.org/whl/cpu")
     command = argv[0] if argv else "test"
-    with locked(cache_dir() / "vllm-venv.lock"):  # one checkout at a time owns the editable stc
+    if command not in ("test", "python", "link"):
+        raise SystemExit(f"usage: env.py [test [pytest args] | python | link PATH], got {command!r}")
+    # one checkout at a time owns the editable stc; inside a test run (STC_VLLM_ENV set) the
+    # parent already holds the lock
+    lock = contextlib.nullcontext() if os.environ.get("STC_VLLM_ENV") else locked(cache_dir() / "vllm-venv.lock")
+    with lock:
         venv = ensure(torch_index)
         if command == "python":
             print(venv / "bin" / "python")
+            return 0
+        if command == "link":
+            link(venv, Path(argv[1] if len(argv) > 1 else ".venv-vllm").absolute())
             return 0
         env = dict(os.environ, STC_VLLM_ENV=str(venv))
         args = argv[1:] or [str(ROOT / "tests" / "vllm")]

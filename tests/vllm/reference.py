@@ -8,6 +8,16 @@ s + (floor(t * seconds_per_patch * tokens_per_second), h, w) of its place in the
 text after the video from s + (the full grid's largest position + 1) on; generated tokens
 continue from the prompt's largest position + 1. Greedy decoding re-runs the whole sequence
 each step (no cache), so nothing of `generate` is involved either.
+
+``vision``: vLLM's own vision features and scores of the video, to run `stc.compress_tokens`
+on instead of transformers' (the caller checks first that the two agree to float precision).
+stc's choices can hinge on float-level ties: on gradio's world.mp4 (a globe on black) the
+recycle pool holds near-identical black tokens whose DPC-kNN densities agree to ~1e-7, so
+which of two neighbours is the denser (and becomes a cluster centre) flips with the last bits
+of the features (2.6e-6 apart between vLLM's vision tower and transformers'); the kept tokens
+then sit at other positions and the first-token log-probabilities move by ~0.02. Starting from
+the same features makes the reference break those ties as vLLM does; everything after the
+vision tower stays independent.
 """
 
 from __future__ import annotations
@@ -45,15 +55,21 @@ def _positions(s: int, grid: tuple[int, int, int], t_factor: float, source: torc
 
 @torch.no_grad()
 def reference(adapter, frames: np.ndarray, fps: float, prompt: str, retention: float, max_tokens: int,
-              text_offset: int | None = None) -> dict:
+              text_offset: int | None = None, vision: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """Prompt ids, first-token log-probabilities [V] and greedy tokens of stc at ``retention``
-    (text_offset: see `_positions`; only to show that positions matter)."""
+    (text_offset: see `_positions`; only to show that positions matter; vision: see the module
+    docstring). Also returns transformers' own "features" [S, N, D] and "scores" [S, N], and the
+    kept tokens' "source"."""
     model, tokenizer = adapter.model, adapter.processor.tokenizer
     video = Video(frames=frames, timestamps=np.arange(len(frames)) / fps, fps=fps, duration=len(frames) / fps,
                   frame_indices=np.arange(len(frames)), total_frames=len(frames))
     encoded = adapter.encode(video)
     s_patches, n, _ = encoded.features.shape
-    kept = compress_tokens(encoded.features, encoded.scores, budget_for(retention, s_patches * n))
+    features, scores = encoded.features, encoded.scores
+    if vision is not None:
+        features = vision[0].reshape(features.shape).to(features)
+        scores = vision[1].reshape(scores.shape).to(scores)
+    kept = compress_tokens(features, scores, budget_for(retention, s_patches * n))
     pad = "<|video_pad|>"
     before, after = prompt.split(pad)
     ids_before = tokenizer(before, add_special_tokens=False)["input_ids"]
@@ -76,4 +92,5 @@ def reference(adapter, frames: np.ndarray, fps: float, prompt: str, retention: f
         first = logprobs if first is None else first
         tokens.append(int(logprobs.argmax()))
         positions = torch.cat([positions, (positions.max() + 1).expand(3, 1)], dim=1)
-    return {"prompt_token_ids": ids, "first_logprobs": first, "token_ids": tokens[len(ids):]}
+    return {"prompt_token_ids": ids, "first_logprobs": first, "token_ids": tokens[len(ids):],
+            "features": encoded.features, "scores": encoded.scores, "source": kept.source.cpu()}

@@ -113,3 +113,43 @@ def test_unsupported_model_and_bad_options_fail_clearly():
     with pytest.raises(ValueError, match="retention"):
         hf_overrides(1.5)
     assert hf_overrides(0.1, tau=0.8)["architectures"] == [ARCHITECTURE]
+
+
+_CONFIG_CHECK = """
+import json, sys, time
+from vllm.engine.arg_utils import EngineArgs
+for model, overrides in json.loads(sys.argv[1]):
+    start = time.monotonic()
+    try:
+        EngineArgs(model=model, hf_overrides=overrides, skip_tokenizer_init=True).create_engine_config()
+        outcome = "started"
+    except Exception as exc:
+        outcome = f"{type(exc).__module__}.{type(exc).__name__}: {exc}"
+    print("STC-CHECK " + json.dumps([outcome, time.monotonic() - start]), flush=True)
+"""
+
+
+def test_bad_options_and_other_checkpoints_are_refused_in_the_main_process(checkpoint, tmp_path):
+    """What `vllm serve` / `LLM(...)` run first, in the main process, before any worker: bad
+    stc_* values and a non-Qwen2.5-VL checkpoint stop there with stc's one-line message."""
+    from transformers import Qwen2Config
+
+    other = tmp_path / "qwen2-text"
+    Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+                num_key_value_heads=1, vocab_size=1000).save_pretrained(other)
+    select = {"architectures": [ARCHITECTURE]}
+    cases = [(str(checkpoint), {**select, "stc_retention": 0}), (str(checkpoint), {**select, "stc_retention": 2}),
+             (str(checkpoint), {**select, "stc_retention": 0.1, "stc_knn_k": 0}),
+             (str(other), {**select, "stc_retention": 0.1}), (str(checkpoint), {**select, "stc_retention": 0.1})]
+    run = subprocess.run([sys.executable, "-P", "-c", _CONFIG_CHECK, json.dumps(cases)], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    got = [json.loads(x.removeprefix("STC-CHECK ")) for x in run.stdout.splitlines() if x.startswith("STC-CHECK ")]
+    assert len(got) == len(cases), run.stderr[-4000:]
+    prefix = "stc.integrations.vllm.ConfigError: stc refused this engine: "
+    assert got[0][0] == prefix + "retention must be in (0, 1], got 0.0"
+    assert got[1][0] == prefix + "retention must be in (0, 1], got 2.0"
+    assert got[2][0].startswith(prefix) and "knn_k" in got[2][0]
+    assert got[3][0].startswith(prefix + "stc's vLLM plugin serves model_type qwen2_5_vl; this checkpoint is 'qwen2'")
+    assert got[4][0] == "started"
+    assert all("\n" not in outcome for outcome, _ in got)
+    assert max(seconds for _, seconds in got) < 30

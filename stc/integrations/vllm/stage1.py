@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ...arith import budget_for
@@ -26,11 +27,15 @@ from ...config import STCConfig
 
 __all__ = [
     "OVERRIDE_KEYS",
+    "SUPPORTED_MODEL_TYPES",
     "Stage1Options",
+    "check_config",
+    "check_supported",
     "compress_video",
     "merge_unit_scores",
     "options_from_config",
     "received_by_segment",
+    "start_positions",
     "video_budget",
     "video_positions",
 ]
@@ -71,6 +76,27 @@ def options_from_config(hf_config) -> Stage1Options:
     return Stage1Options(
         retention=checked.retention, tau=checked.tau, cluster_ratio=checked.cluster_ratio, knn_k=checked.knn_k
     )
+
+
+SUPPORTED_MODEL_TYPES = ("qwen2_5_vl",)
+
+
+def check_supported(hf_config) -> None:
+    """A clear error for a checkpoint stc's model class cannot serve."""
+    model_type = getattr(hf_config, "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise NotImplementedError(
+            f"stc's vLLM plugin serves model_type {', '.join(SUPPORTED_MODEL_TYPES)}; this checkpoint is "
+            f"{model_type!r}. Drop the STCQwen2_5_VLForConditionalGeneration override for it "
+            "(README, 'Serving with vLLM': what is supported)."
+        )
+
+
+def check_config(hf_config) -> Stage1Options:
+    """The checkpoint is supported and its ``stc_*`` options are valid: the options, else the
+    one error stc raises for it (NotImplementedError or ValueError)."""
+    check_supported(hf_config)
+    return options_from_config(hf_config)
 
 
 def _grid(grid_thw, merge: int) -> tuple[int, int, int]:
@@ -149,3 +175,26 @@ def compress_video(
     text_offset = positions.max() + 1
     channels = torch.cat([positions[source], text_offset.expand(source.numel(), 1)], dim=1)
     return torch.cat([kept.tokens, channels.to(kept.tokens)], dim=1), kept.source
+
+
+def start_positions(num_tokens: int, media: list[tuple[int, int, tuple[int, int, int], float]]) -> np.ndarray:
+    """[3, num_tokens] mRoPE positions of a prompt before any media is encoded.
+
+    media: (offset, length, (T, H, W) merged grid, t_factor) per item, by offset; ``length``
+    placeholders may be fewer than T*H*W (a compressed video). Text counts on from the previous
+    item's largest position + 1; an item's placeholders take its first ``length`` stock grid
+    positions (t = floor(t_index * t_factor)), which the encoder's output later replaces; the
+    text after an item starts at the full grid's largest position + 1 (stock Qwen2.5-VL, and
+    what stc's position channels say), so it is right even when that item is never re-encoded.
+    """
+    parts, start, next_pos = [], 0, 0
+    for offset, length, (t, h, w), t_factor in media:
+        parts.append(np.broadcast_to(np.arange(offset - start), (3, offset - start)) + next_pos)
+        base = next_pos + offset - start
+        grid = np.indices((t, h, w)).reshape(3, -1)
+        grid[0] = np.floor(grid[0] * float(t_factor)).astype(np.int64)
+        parts.append(grid[:, :length] + base)
+        next_pos = base + int(grid.max()) + 1
+        start = offset + length
+    parts.append(np.broadcast_to(np.arange(num_tokens - start), (3, num_tokens - start)) + next_pos)
+    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.int64)
