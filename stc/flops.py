@@ -16,6 +16,13 @@ ones on average). Stage 2 and FastV-like pruning shorten the sequence from layer
 is what `inner_layer` / `inner_keep` express. With this module the paper's table for
 LLaVA-OneVision-7B, 32 x 196 tokens, comes out as 41.4 T (vanilla), 1.1 T (2%/1%),
 1.2 T (2% without stage 2), 5.5 T (FastV at K=3 keeping 2%).
+
+Hybrid LLMs (Qwen3.5: three gated-delta-net layers for every full-attention one) have no
+attention matrix in their linear-attention layers: their token mixing is a recurrence linear in
+n with a fixed-size state. Such a layer counts the convention's projections and FFN,
+4 n d^2 + 2 n d m, and no 2 n^2 d term; decoding adds R (4 d^2 + 2 d m) and no attention over the
+cache. The recurrence's own cost (per token about heads x d_k x d_v multiply-adds, under 1% of
+4 d^2 on the released sizes) is left out, as the convention leaves out norms, rotary and softmax.
 """
 
 from __future__ import annotations
@@ -36,6 +43,13 @@ class LLMDims:
     hidden_size: int  # d
     intermediate_size: int  # m
     num_hidden_layers: int  # L
+    # Layers with linear attention (no n^2 term; see the module docstring); () for a plain LLM.
+    linear_attention_layers: tuple[int, ...] = ()
+
+
+def _hybrid(d: int, m: int, layers: int, interval: int = 4) -> LLMDims:
+    """Qwen3.5's pattern: every ``interval``-th layer full attention, the others linear."""
+    return LLMDims(d, m, layers, tuple(i for i in range(layers) if (i + 1) % interval))
 
 
 _QWEN2_7B = LLMDims(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28)
@@ -63,6 +77,15 @@ ARCHITECTURES: dict[str, LLMDims] = {
     "Qwen/Qwen3-VL-30B-A3B-Instruct": LLMDims(2048, 8 * 768, 48),
     "Qwen/Qwen3-VL-235B-A22B-Instruct": LLMDims(4096, 8 * 1536, 94),
 }
+ARCHITECTURES.update({
+    # Qwen3.5 (natively multimodal, hybrid): full attention in every 4th layer.
+    "Qwen/Qwen3.5-0.8B": _hybrid(1024, 3584, 24),
+    "Qwen/Qwen3.5-9B": _hybrid(4096, 12288, 32),
+    "Qwen/Qwen3.5-27B": _hybrid(5120, 17408, 64),
+    # Qwen3.5-MoE: m = the active experts' width plus the shared expert's.
+    "Qwen/Qwen3.5-35B-A3B": _hybrid(2048, 8 * 512 + 512, 40),
+    "Qwen/Qwen3.5-397B-A17B": _hybrid(4096, 10 * 1024 + 1024, 60),
+})
 for _size in ("2B", "4B", "8B", "32B", "30B-A3B", "235B-A22B"):  # the Thinking variants: the same LLMs
     ARCHITECTURES[f"Qwen/Qwen3-VL-{_size}-Thinking"] = ARCHITECTURES[f"Qwen/Qwen3-VL-{_size}-Instruct"]
 
@@ -92,7 +115,9 @@ def _dims_from_config(config) -> LLMDims:
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     text = getattr(text, "text_config", None) or text
     try:
-        return LLMDims(int(text.hidden_size), _ffn_width(text), int(text.num_hidden_layers))
+        types = getattr(text, "layer_types", None) or ()
+        linear = tuple(i for i, kind in enumerate(types) if kind == "linear_attention")
+        return LLMDims(int(text.hidden_size), _ffn_width(text), int(text.num_hidden_layers), linear)
     except AttributeError as err:
         raise ValueError(
             f"{type(config).__name__} has no hidden_size / intermediate_size / num_hidden_layers "
@@ -193,9 +218,11 @@ def flops(
         pruned = round_half_up(inner_keep * visual) + text
 
     total = 0.0
+    linear = set(dims.linear_attention_layers)
     for layer in range(num_layers):
         n = pruned if inner_layer is not None and layer >= inner_layer else full
-        prefill = 4 * n * d**2 + 2 * n**2 * d + 2 * n * d * m
-        decoding = decode * ((4 * d**2 + 2 * d * m) + 2 * (d * n + d * (decode + 1) / 2))
+        attends = layer not in linear  # a linear-attention layer has no n^2 term
+        prefill = 4 * n * d**2 + 2 * n**2 * d * attends + 2 * n * d * m
+        decoding = decode * ((4 * d**2 + 2 * d * m) + 2 * (d * n + d * (decode + 1) / 2) * attends)
         total += prefill + decoding
     return float(total)

@@ -12,7 +12,7 @@ Without the installed entry point (stc used from a source tree), ``python -m stc
 takes the same arguments: it registers the model in-process, then runs lmms-eval's CLI.
 
 model_args: pretrained (a checkpoint `stc.load` takes, of any family in `stc.supported_types()`:
-e.g. Qwen/Qwen3-VL-8B-Instruct), method (a name from
+e.g. Qwen/Qwen3-VL-8B-Instruct or Qwen/Qwen3.5-9B), method (a name from
 `stc.list_methods()`; "none" = uncompressed), retention, max_frames_num (frames per video, 32;
 alias max_num_frames), device / dtype ("auto"), stats_path (append one JSON line of visual
 tokens, FLOPs and timings per answer; NAME.rankN.jsonl per process under accelerate), and any

@@ -90,10 +90,12 @@ def test_qwen_vl_config_is_read_through_its_text_config():
 def test_tiny_ids_match_their_models():
     from stc.models.tiny import TINY_IDS, build_tiny, tiny_config
 
+    hybrid = (0, 1, 2, 4, 5, 6)  # Qwen3.5: linear attention but in every 4th layer
+    expected = {"tiny-random/qwen3-vl-moe": LLMDims(64, 2 * 32, 6),  # 2 active experts of width 32
+                "tiny-random/qwen3.5": LLMDims(64, 128, 8, hybrid),
+                "tiny-random/qwen3.5-moe": LLMDims(64, 2 * 32 + 32, 8, hybrid)}  # + the shared expert
     for name in TINY_IDS:
-        # the MoE counts its 2 active experts of width 32
-        ffn = 2 * 32 if name == "tiny-random/qwen3-vl-moe" else 128
-        assert llm_dims(name) == llm_dims(tiny_config(name)) == LLMDims(64, ffn, 6)
+        assert llm_dims(name) == llm_dims(tiny_config(name)) == expected.get(name, LLMDims(64, 128, 6))
     model, _ = build_tiny(TINY_IDS[0])
     assert flops(model, 1569) == flops(TINY_IDS[0], 1569)
 

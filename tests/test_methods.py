@@ -333,30 +333,35 @@ def test_bench_compares_every_method(capsys, gradio_clip):
     assert {"stc 2%/1%", "stc-stage1 2%", "fastv 2% after K=3", "holitom 10%/5%", "visionzip 10%"} <= set(names)
 
 
-# -- every method on the tiny Qwen3-VL (DeepStack, timestamps between temporal patches) ---------
-@pytest.fixture(scope="module")
-def qwen3_vl(gradio_clip):
-    llm = stc.load("tiny-random/qwen3-vl")
+# -- every method on the tiny Qwen3-VL (DeepStack, timestamps between temporal patches) and the
+# tiny Qwen3.5 (no DeepStack; linear-attention layers, so K moves to read a full-attention layer) --
+@pytest.fixture(scope="module", params=["tiny-random/qwen3-vl", "tiny-random/qwen3.5"])
+def qwen3(request, gradio_clip):
+    llm = stc.load(request.param)
     video = stc.load_video(gradio_clip("world.mp4"), num_frames=5)  # 3 temporal patches x 120 tokens
     prep = llm.prepare(video, QUESTION)
     return llm, video, llm.model(**prep.inputs.generate_kwargs).logits
 
 
 @pytest.mark.parametrize("name", COMPRESSING)
-def test_every_method_on_qwen3_vl(qwen3_vl, name):
-    llm, video, baseline = qwen3_vl
+def test_every_method_on_qwen3(qwen3, name):
+    llm, video, baseline = qwen3
     total, config = 360, _config(name, 0.05)
     counts = stc.get_method(name).counts(config, total)
     prep = llm.prepare(video, QUESTION, config)
     assert prep.kept.tokens.shape[0] == counts.stage1
     assert prep.inputs.num_visual == counts.stage1
     levels = prep.inputs.generate_kwargs["mm_encoder_outputs"]["video"].deepstack_features
-    assert [level[0].shape[0] for level in levels] == [counts.stage1] * 3  # the same tokens at every level
+    if llm.adapter.model_type == "qwen3_vl":
+        assert [level[0].shape[0] for level in levels] == [counts.stage1] * 3  # the same tokens at every level
+    else:
+        assert levels is None
     if prep.pruning is not None:
         with prep.stage2():
             llm.model(**prep.inputs.generate_kwargs)
         assert prep.pruning.merged.keep_index.numel() == counts.after_layer
         assert prep.pruning.plan.layer >= llm.adapter.min_inner_layer
+        assert prep.pruning.plan.source_layer in (llm.adapter.attention_layers() or range(llm.num_layers))
     assert _no_hooks(llm.model)
     full = llm.prepare(video, QUESTION, _full(name))
     assert full.pruning is None

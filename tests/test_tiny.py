@@ -11,6 +11,8 @@ from stc.models.tiny import (
     TINY_IDS,
     TINY_LLAVA_ONEVISION,
     TINY_QWEN2_5_VL,
+    TINY_QWEN3_5,
+    TINY_QWEN3_5_MOE,
     TINY_QWEN3_VL,
     TINY_QWEN3_VL_MOE,
     build_tiny,
@@ -79,7 +81,7 @@ def test_unknown_name():
         (TINY_LLAVA_ONEVISION, {"video_token_id": "<video>", "image_token_id": "<image>"}),
         *[(name, {"video_token_id": "<|video_pad|>", "image_token_id": "<|image_pad|>",
                   "vision_start_token_id": "<|vision_start|>", "vision_end_token_id": "<|vision_end|>"})
-          for name in (TINY_QWEN2_5_VL, TINY_QWEN3_VL, TINY_QWEN3_VL_MOE)],
+          for name in (TINY_QWEN2_5_VL, TINY_QWEN3_VL, TINY_QWEN3_VL_MOE, TINY_QWEN3_5, TINY_QWEN3_5_MOE)],
     ],
 )
 def test_config_and_tokenizer_agree(name, tokens):
@@ -121,11 +123,29 @@ def test_qwen3_vl_real_geometry(name):
         assert (text.num_experts, text.num_experts_per_tok) == (4, 2)
 
 
-@pytest.mark.parametrize("name", [TINY_QWEN3_VL, TINY_QWEN3_VL_MOE])
+@pytest.mark.parametrize("name", [TINY_QWEN3_5, TINY_QWEN3_5_MOE])
+def test_qwen3_5_real_geometry(name):
+    config = tiny_config(name)
+    vision, text = config.vision_config, config.get_text_config()
+    assert (vision.patch_size, vision.temporal_patch_size, vision.spatial_merge_size) == (16, 2, 2)
+    assert not hasattr(vision, "deepstack_visual_indexes")  # Qwen3.5's tower has no DeepStack
+    # the real pattern: full attention in every 4th layer (full_attention_interval 4)
+    assert text.layer_types == ["full_attention" if (i + 1) % 4 == 0 else "linear_attention" for i in range(8)]
+    rope = text.rope_parameters
+    assert rope["partial_rotary_factor"] == 0.25 and rope["mrope_interleaved"]
+    assert sum(rope["mrope_section"]) == int(text.head_dim * 0.25) // 2
+    assert text.linear_num_value_heads == 2 * text.linear_num_key_heads and text.linear_conv_kernel_dim == 4
+    if name == TINY_QWEN3_5_MOE:
+        assert (text.num_experts, text.num_experts_per_tok, text.shared_expert_intermediate_size) == (4, 2, 32)
+
+
+@pytest.mark.parametrize("name", [TINY_QWEN3_VL, TINY_QWEN3_VL_MOE, TINY_QWEN3_5, TINY_QWEN3_5_MOE])
 def test_qwen3_vl_processor_and_generate(tiny, clip, name):
     model, processor = tiny(name)
+    think = "<think>\n\n</think>\n\n" if name in (TINY_QWEN3_5, TINY_QWEN3_5_MOE) else ""  # closed by default
     assert _prompt(processor) == (
         f"<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
+        + think
     )
     inputs = processor(text=_prompt(processor), videos=[clip.frames], video_metadata=[clip.to_video_metadata()],
                        do_sample_frames=False, return_tensors="pt")

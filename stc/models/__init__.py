@@ -2,7 +2,7 @@
 
 ``stc.load("llava-hf/llava-onevision-qwen2-0.5b-ov-hf")`` loads a real checkpoint (hub or local
 path); ``stc.load("tiny-random/llava-onevision")`` / ``"tiny-random/qwen2.5-vl"`` / ``"tiny-random/qwen3-vl"``
-/ ``"tiny-random/qwen3-vl-moe"`` builds a tiny
+/ ``"tiny-random/qwen3-vl-moe"`` / ``"tiny-random/qwen3.5"`` / ``"tiny-random/qwen3.5-moe"`` builds a tiny
 random-weight model of the real architecture offline (tests, benchmarks, the offline demo).
 Remote code is never trusted.
 """
@@ -15,7 +15,8 @@ import os
 import torch
 
 from .base import Answer, Encoded, FamilyAdapter, OutOfMemory, Provenance, Stats, VideoLLM
-from .tiny import TINY_IDS, TINY_LLAVA_ONEVISION, TINY_QWEN2_5_VL, TINY_QWEN3_VL, TINY_QWEN3_VL_MOE, build_tiny
+from .tiny import (TINY_IDS, TINY_LLAVA_ONEVISION, TINY_QWEN2_5_VL, TINY_QWEN3_5, TINY_QWEN3_5_MOE, TINY_QWEN3_VL,
+                   TINY_QWEN3_VL_MOE, build_tiny)
 
 # model_type -> (module, adapter class, transformers model class)
 FAMILIES = {
@@ -24,9 +25,11 @@ FAMILIES = {
     "qwen2_vl": ("qwen2_5_vl", "Qwen2VLAdapter", "Qwen2VLForConditionalGeneration"),
     "qwen3_vl": ("qwen3_vl", "Qwen3VLAdapter", "Qwen3VLForConditionalGeneration"),
     "qwen3_vl_moe": ("qwen3_vl", "Qwen3VLMoeAdapter", "Qwen3VLMoeForConditionalGeneration"),
+    "qwen3_5": ("qwen3_5", "Qwen3_5Adapter", "Qwen3_5ForConditionalGeneration"),
+    "qwen3_5_moe": ("qwen3_5", "Qwen3_5MoeAdapter", "Qwen3_5MoeForConditionalGeneration"),
 }
 TINY_TYPES = {TINY_LLAVA_ONEVISION: "llava_onevision", TINY_QWEN2_5_VL: "qwen2_5_vl", TINY_QWEN3_VL: "qwen3_vl",
-              TINY_QWEN3_VL_MOE: "qwen3_vl_moe"}
+              TINY_QWEN3_VL_MOE: "qwen3_vl_moe", TINY_QWEN3_5: "qwen3_5", TINY_QWEN3_5_MOE: "qwen3_5_moe"}
 # The transformers releases stc is tested on, [low, high): keep equal to pyproject.toml's pin.
 TRANSFORMERS_RANGE = ("5.24", "5.25")
 
@@ -145,7 +148,7 @@ def load(
 
     Dispatches on the checkpoint's ``model_type``: llava_onevision (LLaVA-OneVision,
     LLaVA-Video in HF format), qwen2_5_vl (Qwen2.5-VL), qwen2_vl (Qwen2-VL), qwen3_vl (Qwen3-VL),
-    qwen3_vl_moe (Qwen3-VL-MoE). Other types raise
+    qwen3_vl_moe (Qwen3-VL-MoE), qwen3_5 (Qwen3.5), qwen3_5_moe (Qwen3.5-MoE). Other types raise
     NotImplementedError naming the supported ones; an unknown id raises ValueError.
     ``dtype="auto"`` is bfloat16 on CUDA and float32 on CPU. Attention runs on sdpa (flash
     attention 2 on CUDA when installed); stc never needs eager attention.

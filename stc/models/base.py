@@ -188,7 +188,8 @@ class VideoLLM:
         """Layer K of ``method`` under ``config`` on this model: the method's default raised to the
         first layer the family allows (`FamilyAdapter.min_inner_layer`: Qwen3-VL's DeepStack adds
         vision features to the first layers' outputs at full length); an explicit
-        ``inner_layer`` below it is refused."""
+        ``inner_layer`` below it is refused; then kept on a layer whose attention the method can
+        read (`FamilyAdapter.reading_layer`: Qwen3.5's linear-attention layers have none)."""
         layer = method.layer(config, self.num_layers)
         low = self.adapter.min_inner_layer
         if layer < low:
@@ -198,7 +199,7 @@ class VideoLLM:
                     f"vision features (DeepStack) to every visual token, so the sequence is shortened after them"
                 )
             layer = low
-        return layer
+        return self.adapter.reading_layer(layer, method, explicit=config.inner_layer is not None, low=low)
 
     def _as_video(self, video, num_frames: int, step, fps: float | None = None, max_frames: int = MAX_FRAMES,
                   config: STCConfig | None = None, lazy: bool = True,

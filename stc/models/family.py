@@ -16,6 +16,7 @@ import torch
 
 from ..results import Compressed, Encoded
 from ..video import Video
+from .inner import attention_layer_for
 
 
 @dataclass
@@ -67,6 +68,32 @@ class FamilyAdapter:
         """The first decoder layer at which the visual span may be shortened (stage 2's K):
         0, or past the layers that still add vision features at full length (DeepStack)."""
         return 0
+
+    def attention_layers(self) -> list[int] | None:
+        """The decoder layers with softmax attention, whose text-to-visual attention a stage-2
+        strategy can read (None: every layer; Qwen3.5's linear-attention layers have none)."""
+        return None
+
+    def reading_layer(self, layer: int, method, *, explicit: bool, low: int = 0) -> int:
+        """K = ``layer`` for ``method``, or where some layers have no softmax attention
+        (`attention_layers`), the first layer from it whose read layer (K, or K-1 for methods
+        reading the previous layer: `attention_layer_for`) has it (else the last one before it);
+        an ``explicit`` K reading a linear-attention layer is refused, naming the valid ones (all
+        >= ``low``)."""
+        allowed = self.attention_layers()
+        reads = lambda k: attention_layer_for(k, method.inner_attention)  # noqa: E731
+        if allowed is None or reads(layer) in allowed:
+            return layer
+        valid = [k for k in range(low, len(self.decoder_layers())) if reads(k) in allowed]
+        later = [k for k in valid if k >= layer]
+        if not explicit and valid:
+            return later[0] if later else valid[-1]
+        which = "K" if method.inner_attention == "same" else "K-1"
+        raise ValueError(
+            f"inner_layer {layer} is not valid for {method.name} on {self.model_type}: it reads the attention of "
+            f"layer {which}, and only layers {allowed} have softmax attention (the others are linear attention, "
+            f"with none to read); valid inner_layer values: {valid}"
+        )
 
     @classmethod
     def load_processor(cls, source: str, **hub_kwargs):

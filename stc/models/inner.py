@@ -86,6 +86,15 @@ class InnerPlan:
         return self.layer if self.attention_layer is None else self.attention_layer
 
 
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """`apply_rope` on the first cos.shape[-1] dims of each head, the rest unrotated (partial
+    rotary, Qwen3.5's 0.25 of head_dim; all of them elsewhere)."""
+    dims = cos.shape[-1]
+    if dims == x.shape[-1]:
+        return apply_rope(x, cos, sin)
+    return torch.cat([apply_rope(x[..., :dims], cos, sin), x[..., dims:]], dim=-1)
+
+
 class InnerPruning:
     """Context manager installing the layer-K hooks on ``layers`` (a decoder's ModuleList).
 
@@ -101,6 +110,9 @@ class InnerPruning:
             raise ValueError(f"inner_layer must be in [0, {len(layers) - 1}] for this model, got {plan.layer}")
         if plan.source_layer not in (plan.layer - 1, plan.layer):
             raise ValueError(f"attention_layer must be layer K or K-1 (K = {plan.layer}), got {plan.attention_layer}")
+        if not hasattr(layers[plan.source_layer], "self_attn"):
+            raise ValueError(f"decoder layer {plan.source_layer} has no softmax attention (a linear-attention layer): "
+                             "stage 2 reads its attention from a full-attention layer")
         self.layers = layers
         self.plan = plan
         self.keep: torch.Tensor | None = None
@@ -108,6 +120,9 @@ class InnerPruning:
         self._attention: torch.Tensor | None = None  # [Nt, Nv], recorded by layer K-1 this prefill
         self._handles: list = []
         self._depth = 0
+        # Decoding masks are sized from the first attention layer's cache (layer 0, or Qwen3.5's
+        # first full-attention layer): if that layer is K or later, its cache is already short.
+        self._mask_layer = next((i for i, layer in enumerate(layers) if hasattr(layer, "self_attn")), 0)
 
     @property
     def active(self) -> bool:
@@ -155,12 +170,14 @@ class InnerPruning:
         cos, sin = kwargs["position_embeddings"]
         rows = torch.arange(p.text_start, p.prompt_len, device=hidden.device)
         heads = attn.config.num_attention_heads
-        q = attn.q_proj(normed[:, rows]).view(1, rows.numel(), heads, attn.head_dim)
+        # Qwen3.5's gated attention packs [query | output gate] per head; the gate acts after
+        # attention, so the weights need only the query half.
+        q = attn.q_proj(normed[:, rows]).view(1, rows.numel(), heads, -1)[..., : attn.head_dim]
         k = attn.k_proj(normed).view(1, p.prompt_len, -1, attn.head_dim)
         if hasattr(attn, "q_norm"):  # Qwen3's per-head norms, before the rotary embedding
             q, k = attn.q_norm(q), attn.k_norm(k)
-        q = apply_rope(q.transpose(1, 2), cos[:, rows], sin[:, rows])
-        k = apply_rope(k.transpose(1, 2), cos, sin)
+        q = _rope(q.transpose(1, 2), cos[:, rows], sin[:, rows])
+        k = _rope(k.transpose(1, 2), cos, sin)
         probs = causal_attention_rows(q[0], k[0], rows, attn.scaling).mean(dim=0)  # [Nt, L]
         if p.visual_index is not None:
             return probs[:, p.visual_index.to(probs.device)]
@@ -232,8 +249,9 @@ class InnerPruning:
             if isinstance(pos, torch.Tensor) and pos.shape[-1] == full:
                 kwargs["position_ids"] = pos[..., keep]
         mask = kwargs.get("attention_mask")
-        # With K = 0 the decoder sizes decoding masks from layer 0's (already short) cache.
-        if isinstance(mask, torch.Tensor) and mask.dim() == 4 and (prefill or self.plan.layer > 0):
+        # With K <= the first attention layer the decoder sizes decoding masks from its (already
+        # short) cache.
+        if isinstance(mask, torch.Tensor) and mask.dim() == 4 and (prefill or self.plan.layer > self._mask_layer):
             cols = torch.cat([keep, torch.arange(full, mask.shape[-1], device=keep.device)])
             mask = mask[..., cols]
             if prefill and mask.shape[-2] == full:

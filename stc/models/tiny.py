@@ -27,19 +27,23 @@ from transformers import (
     Qwen2_5_VLForConditionalGeneration,
     Qwen2_5_VLProcessor,
     Qwen2Tokenizer,
-    Qwen3VLConfig,
+    Qwen3_5ForConditionalGeneration,
+    Qwen3_5MoeForConditionalGeneration,
+    Qwen3_5Tokenizer,
     Qwen3VLForConditionalGeneration,
-    Qwen3VLMoeConfig,
     Qwen3VLMoeForConditionalGeneration,
     Qwen3VLProcessor,
 )
 
 from .processors import build_processor, image_processor, video_processor
+from .tiny_qwen3 import qwen3_5_config, qwen3_vl_config
 
 __all__ = [
     "TINY_IDS",
     "TINY_LLAVA_ONEVISION",
     "TINY_QWEN2_5_VL",
+    "TINY_QWEN3_5",
+    "TINY_QWEN3_5_MOE",
     "TINY_QWEN3_VL",
     "TINY_QWEN3_VL_MOE",
     "build_tiny",
@@ -52,9 +56,13 @@ TINY_LLAVA_ONEVISION = "tiny-random/llava-onevision"
 TINY_QWEN2_5_VL = "tiny-random/qwen2.5-vl"
 TINY_QWEN3_VL = "tiny-random/qwen3-vl"
 TINY_QWEN3_VL_MOE = "tiny-random/qwen3-vl-moe"
-TINY_IDS = (TINY_LLAVA_ONEVISION, TINY_QWEN2_5_VL, TINY_QWEN3_VL, TINY_QWEN3_VL_MOE)
-# Qwen3-VL (dense and MoE) share one tokenizer layout, chat template and processor.
+TINY_QWEN3_5 = "tiny-random/qwen3.5"
+TINY_QWEN3_5_MOE = "tiny-random/qwen3.5-moe"
+TINY_IDS = (TINY_LLAVA_ONEVISION, TINY_QWEN2_5_VL, TINY_QWEN3_VL, TINY_QWEN3_VL_MOE, TINY_QWEN3_5, TINY_QWEN3_5_MOE)
+# Qwen3-VL (dense and MoE) share one tokenizer layout, chat template and processor; Qwen3.5
+# (dense and MoE) the same processor class with Qwen3.5's tokenizer and template.
 _QWEN3_VL_IDS = (TINY_QWEN3_VL, TINY_QWEN3_VL_MOE)
+_QWEN3_5_IDS = (TINY_QWEN3_5, TINY_QWEN3_5_MOE)
 
 # --------------------------------------------------------------------------------------------
 # Tokenizer: byte-level BPE with Qwen2's pre-tokenizer, trained in memory.
@@ -117,6 +125,11 @@ _QWEN_VL_SPECIALS = (
     "<|vision_pad|>",
     "<|image_pad|>",
     "<|video_pad|>",
+)
+# Qwen3.5's vocabulary continues Qwen3's order after <|video_pad|> (up to the think markers).
+_QWEN3_5_SPECIALS = _QWEN_VL_SPECIALS + (
+    "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
+    "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>", "<think>", "</think>",
 )
 
 # Chat templates equivalent to the checkpoints' own.
@@ -186,6 +199,13 @@ _QWEN3_VL_CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+# Qwen/Qwen3.5-*: Qwen3-VL's layout; the assistant turn opens a closed think block unless
+# enable_thinking=True (as the small checkpoints' default; the 9B and larger open one by default).
+_QWEN3_5_CHAT_TEMPLATE = _QWEN3_VL_CHAT_TEMPLATE.replace(
+    "<|im_start|>assistant\n{% endif %}",
+    "<|im_start|>assistant\n{% if enable_thinking is defined and enable_thinking %}<think>\n"
+    "{% else %}<think>\n\n</think>\n\n{% endif %}{% endif %}",
+)
 
 
 @lru_cache(maxsize=1)
@@ -215,7 +235,9 @@ def _bpe() -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
 
 
 def _specials(name: str) -> tuple[str, ...]:
-    return _LLAVA_OV_SPECIALS if _check_name(name) == TINY_LLAVA_ONEVISION else _QWEN_VL_SPECIALS
+    if _check_name(name) == TINY_LLAVA_ONEVISION:
+        return _LLAVA_OV_SPECIALS
+    return _QWEN3_5_SPECIALS if name in _QWEN3_5_IDS else _QWEN_VL_SPECIALS
 
 
 def _special_ids(name: str) -> dict[str, int]:
@@ -228,8 +250,10 @@ def _vocab_size(name: str) -> int:
     return len(_bpe()[0]) + len(_specials(name))
 
 
-def tiny_tokenizer(name: str) -> Qwen2Tokenizer:
-    """The offline `Qwen2Tokenizer` for a tiny model id (both real models use Qwen2's)."""
+def tiny_tokenizer(name: str) -> Qwen2Tokenizer | Qwen3_5Tokenizer:
+    """The offline tokenizer for a tiny model id: `Qwen2Tokenizer` (as LLaVA-OneVision, Qwen2.5-VL
+    and Qwen3-VL), `Qwen3_5Tokenizer` for Qwen3.5 (its pre-tokenizer also keeps combining marks
+    with letters)."""
     vocab, merges = _bpe()
     vocab = dict(vocab)
     ids = _special_ids(name)
@@ -237,7 +261,7 @@ def tiny_tokenizer(name: str) -> Qwen2Tokenizer:
     # append them in whatever order) keeps config ids and tokenizer ids in lock-step.
     vocab.update(ids)
     extra = [t for t in ids if t not in ("<|endoftext|>", "<|im_end|>")]
-    tokenizer = Qwen2Tokenizer(
+    tokenizer = (Qwen3_5Tokenizer if name in _QWEN3_5_IDS else Qwen2Tokenizer)(
         vocab=vocab,
         merges=list(merges),
         # As the real tokenizer_config.json files: eos <|im_end|>, pad <|endoftext|>, no unk/bos.
@@ -320,7 +344,9 @@ def tiny_config(name: str):
             tie_word_embeddings=True,
         )
     elif name in _QWEN3_VL_IDS:
-        config = _qwen3_vl_config(name, text, ids)
+        config = qwen3_vl_config(text, ids, moe=name == TINY_QWEN3_VL_MOE)
+    elif name in _QWEN3_5_IDS:
+        config = qwen3_5_config(text, ids, moe=name == TINY_QWEN3_5_MOE)
     else:
         config = Qwen2_5_VLConfig(
             vision_config=dict(
@@ -352,32 +378,6 @@ def tiny_config(name: str):
     return config
 
 
-def _qwen3_vl_config(name: str, text: dict, ids: dict):
-    """Qwen3-VL (values as Qwen/Qwen3-VL-2B-Instruct) and Qwen3-VL-MoE (as
-    Qwen/Qwen3-VL-30B-A3B-Instruct), sizes shrunk: ViT patch 16, temporal patch 2, merge 2,
-    2304 learned positions, gelu_pytorch_tanh, depth 4 with DeepStack taps after blocks
-    [0, 1, 2] (the real 24-deep tower taps [5, 11, 17]: three levels, the last block not one of
-    them), hidden 32, 2 heads, MLP 64; LLM with q/k norms, head_dim 16, theta 5e6, interleaved
-    mRoPE section [4, 2, 2] (sums to head_dim / 2 as [24, 20, 20] does for head_dim 128). The
-    MoE LLM: 4 experts, 2 per token, expert MLP 32 (the real one: 128 experts, 8 per token)."""
-    text = dict(text, head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 5e6,
-                                                   "mrope_section": [4, 2, 2], "mrope_interleaved": True})
-    text.pop("max_position_embeddings")
-    text["max_position_embeddings"] = 262144
-    vision = dict(depth=4, hidden_size=32, intermediate_size=64, num_heads=2, hidden_act="gelu_pytorch_tanh",
-                  in_channels=3, patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
-                  num_position_embeddings=2304, deepstack_visual_indexes=[0, 1, 2],
-                  out_hidden_size=text["hidden_size"])
-    common = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-                  tie_word_embeddings=True)
-    if name == TINY_QWEN3_VL_MOE:
-        text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, decoder_sparse_step=1,
-                    mlp_only_layers=[])
-        return Qwen3VLMoeConfig(vision_config=vision, text_config=text, **common)
-    return Qwen3VLConfig(vision_config=vision, text_config=text, **common)
-
-
 def tiny_processor(name: str):
     """The real processor class for a tiny model id, with the offline tokenizer.
 
@@ -399,13 +399,13 @@ def tiny_processor(name: str):
             chat_template=_LLAVA_OV_CHAT_TEMPLATE,
             vision_aspect_ratio="anyres_max_9",
         )
-    if name in _QWEN3_VL_IDS:
+    if name in _QWEN3_VL_IDS + _QWEN3_5_IDS:  # Qwen3.5 checkpoints name Qwen3VLProcessor too
         return build_processor(
             Qwen3VLProcessor,
             image_processor=image_processor("qwen3_vl", patch_size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3),
             tokenizer=tokenizer,
             video_processor=video_processor("qwen3_vl"),
-            chat_template=_QWEN3_VL_CHAT_TEMPLATE,
+            chat_template=_QWEN3_5_CHAT_TEMPLATE if name in _QWEN3_5_IDS else _QWEN3_VL_CHAT_TEMPLATE,
         )
     return build_processor(
         Qwen2_5_VLProcessor,
@@ -449,6 +449,8 @@ def build_tiny(name: str, *, dtype: torch.dtype = torch.float32, seed: int = 0):
         TINY_QWEN2_5_VL: Qwen2_5_VLForConditionalGeneration,
         TINY_QWEN3_VL: Qwen3VLForConditionalGeneration,
         TINY_QWEN3_VL_MOE: Qwen3VLMoeForConditionalGeneration,
+        TINY_QWEN3_5: Qwen3_5ForConditionalGeneration,
+        TINY_QWEN3_5_MOE: Qwen3_5MoeForConditionalGeneration,
     }[name]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
