@@ -29,8 +29,7 @@ def _app():
     module = importlib.util.module_from_spec(spec)
     sys.modules["app"] = module
     spec.loader.exec_module(module)
-    module.create_app([])  # the default model; offline, the fallback
-    return module
+    return module.create_app([])  # the default model; offline, the fallback
 
 
 def _open(browser, port: int, example: str):
@@ -97,7 +96,7 @@ def main() -> int:
             browser.close()
     finally:
         app.demo.close()
-    print(f"docs/screenshot.png, docs/compare.png: the app on {app.STARTUP.llm.model_id}")
+    print(f"docs/screenshot.png, docs/compare.png: the app on {app.state.startup.llm.model_id}")
     return 0
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from stc import STCConfig
 from stc import demo as logic
+from stc.demo.tabs import single as single_tab
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "examples" / "earth_rotation.mp4"
@@ -23,20 +24,25 @@ TINY = logic.TINY_LLAVA
 FRAMES, TOKENS = 8, 8
 
 
+_APP = {}
+
+
 def import_app():
-    """app.py as module ``app``, set up on the offline tiny model (once per process): importing
-    it loads nothing; `create_app` reads the flags, loads the model and builds the page."""
-    module = sys.modules.get("app")
-    if module is not None and Path(getattr(module, "__file__", "")) == ROOT / "app.py" and module.demo is not None:
-        return module
+    """app.py's app (`stc.demo.tabs.DemoApp`) on the offline tiny model, built once per process:
+    importing app.py loads nothing; its `create_app` reads the flags, loads the model and builds
+    the page."""
+    if "app" in _APP:
+        return _APP["app"]
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    spec = importlib.util.spec_from_file_location("app", ROOT / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["app"] = module
-    spec.loader.exec_module(module)
-    assert module.POOL is None and module.demo is None  # nothing happens at import
-    module.create_app(["--model", TINY])
-    return module
+    module = sys.modules.get("app")
+    if module is None or Path(getattr(module, "__file__", "")) != ROOT / "app.py":
+        spec = importlib.util.spec_from_file_location("app", ROOT / "app.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["app"] = module
+        spec.loader.exec_module(module)
+        assert module.POOL.loaded == []  # nothing happens at import
+    _APP["app"] = module.create_app(["--model", TINY])
+    return _APP["app"]
 
 
 def free_port() -> int:
@@ -203,12 +209,15 @@ def test_method_choices_follow_the_registry(monkeypatch):
     assert logic.method_choices() == ["stc", "stc-stage1", "fastv"]
 
 
-def test_check_request():
-    assert logic.check_request(str(CLIP), "  Why?  ", 8, 16) == (str(CLIP), "Why?", 8, 16)
-    for args, match in [((None, "q", 8, 16), "upload a video"), ((str(CLIP), "  ", 8, 16), "question"),
-                        ((str(CLIP), "q", 4, 16), "frames"), ((str(CLIP), "q", 8, 0), "max new tokens")]:
+def test_check_upload_and_controls():
+    assert logic.check_upload(str(CLIP), "  Why?  ") == (str(CLIP), "Why?")
+    assert logic.check_controls(8, 16) == (8, 16)
+    for check, args, match in [(logic.check_upload, (None, "q"), "upload a video"),
+                               (logic.check_upload, (str(CLIP), "  "), "question"),
+                               (logic.check_controls, (4, 16), "frames"),
+                               (logic.check_controls, (8, 0), "max new tokens")]:
         with pytest.raises(ValueError, match=match):
-            logic.check_request(*args)
+            check(*args)
 
 
 def test_gpu_budget_grows_with_frames_tokens_and_methods():
@@ -240,7 +249,7 @@ def test_check_methods():
 
 @pytest.fixture(scope="module")
 def tiny(app):
-    return app.POOL.get(TINY)
+    return app.state.pool.get(TINY)
 
 
 def test_compare_encodes_once_and_returns_picklable_results(tiny):
@@ -309,9 +318,9 @@ def test_compare_methods_runs_every_method_on_one_encoding(tiny):
 
 
 def test_handler_returns_every_output(app):
-    banner, base, comp, grid, table, chart, summary = app.run(*run_args())
+    banner, base, comp, grid, table, chart, summary = app.single.run(*run_args())
     assert "meaningless" in banner and base and comp
-    assert app.compressed_label("stc", 2.0).label == "compressed — stc 2%"
+    assert single_tab.compressed_label("stc", 2.0).label == "compressed — stc 2%"
     assert grid.width > 500 and chart.width > 500
     assert table["headers"] == logic.COST_HEADERS and [row[0] for row in table["data"]] == ["baseline", "stc 2%"]
     assert table["data"][1][2].endswith(("T", "G"))  # FLOPs in the paper's convention
@@ -338,7 +347,7 @@ def test_handler_failures_are_one_line_gradio_errors(app, args, match, tmp_path,
         args[0].write_bytes(np.random.default_rng(0).bytes(4096))
 
     with pytest.raises(gr.Error) as err:
-        app.run(*args)
+        app.single.run(*args)
     message = str(err.value.message)
     assert match in message and "\n" not in message and "Traceback" not in message
     assert "/tmp/gradio" not in message
@@ -348,18 +357,18 @@ def test_compare_handler_returns_every_method(app):
     methods = ["stc", "fastv", "visionzip"]
     args = run_args()
     args[5] = methods
-    banner, answers, table, grids, summary = app.run_methods(*args)
+    banner, answers, table, grids, summary = app.compare.run(*args)
     assert "meaningless" in banner
     assert [row[0] for row in answers["data"]] == ["baseline", "stc 2%", "fastv 2%", "visionzip 2%"]
     assert all(row[1] for row in answers["data"])
     assert table["headers"] == logic.COST_HEADERS and len(table["data"]) == 4
     # One block per method, stacked: three grids of the same 8 frames.
-    single = app.run(*run_args())[3]
+    single = app.single.run(*run_args())[3]
     assert grids.width == single.width and grids.height == 3 * single.height + 2 * 14
     assert "What is shown?" in summary and "top to bottom: stc 2%, fastv 2%, visionzip 2%." in summary
     args[5] = []
     with pytest.raises(Exception, match="tick at least one method"):
-        app.run_methods(*args)
+        app.compare.run(*args)
 
 
 def test_retention_grids_stack_one_block_per_method():
@@ -384,9 +393,9 @@ def test_retention_grids_stack_one_block_per_method():
 
 
 def test_knobs_follow_the_method(app):
-    states = dict(zip(app.KNOBS, app.knob_states("stc-stage1")))
+    states = dict(zip(logic.KNOBS, single_tab.knob_states("stc-stage1")))
     assert states["tau"]["interactive"] and not states["inner_layer"]["interactive"]
-    assert all(s["interactive"] for s in app.knob_states("stc"))
+    assert all(s["interactive"] for s in single_tab.knob_states("stc"))
 
 
 # --- the app, served ---------------------------------------------------------------------------
@@ -395,7 +404,7 @@ def test_knobs_follow_the_method(app):
 @contextmanager
 def serving(app):
     """Build the app and serve it on a free loopback port; yields its URL."""
-    demo = app.build_demo()
+    demo = app.build()
     port = free_port()
     app.launch(demo, server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=True, quiet=True)
     try:

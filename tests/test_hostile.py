@@ -113,13 +113,13 @@ def app():
 def served(app):
     """The app on loopback with room in its queue for more than one visitor's cap, taking
     uploads of a few MB and an hour long (issue 22's 55-minute clips)."""
-    saved = app.LIMITS
-    app.LIMITS = replace(LIMITS, queue_size=8, max_waiting_per_client=2, max_upload_mb=8, max_video_seconds=3600)
+    saved = app.state.limits
+    app.state.limits = replace(LIMITS, queue_size=8, max_waiting_per_client=2, max_upload_mb=8, max_video_seconds=3600)
     try:
         with serving(app) as url:
             yield url
     finally:
-        app.LIMITS = saved
+        app.state.limits = saved
 
 
 def post(url: str, data: list, source: str | None = None, headers: dict | None = None) -> httpx.Response:
@@ -233,7 +233,7 @@ def test_requests_of_a_visitor_who_left_stop(served, gpu_work, app, monkeypatch)
             time.sleep(0.05)
             return torch.zeros(input_ids.shape[0], dtype=torch.bool)
 
-    llm = app.POOL.get(logic.TINY_LLAVA)
+    llm = app.state.pool.get(logic.TINY_LLAVA)
     real, generations, generating = llm.model.generate, [], threading.Event()
 
     def generate(**kwargs):
@@ -336,7 +336,7 @@ def test_sparse_keyframe_clips_are_answered_in_time(served, sparse_keyframes, ki
 
 
 def test_decoding_past_its_limit_is_refused_in_one_line_then_serves(served, app, sparse_keyframes, monkeypatch):
-    monkeypatch.setattr(app, "LIMITS", replace(app.LIMITS, max_decode_seconds=0.3))
+    monkeypatch.setattr(app.state, "limits", replace(app.state.limits, max_decode_seconds=0.3))
     data = run_args(question=QUESTION, frames=64)
     data[0] = uploaded(served, sparse_keyframes["one"])
     start = time.perf_counter()

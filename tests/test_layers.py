@@ -34,6 +34,7 @@ LAYERS = {
     "stc.demo": 5,
     "stc.integrations": 5,  # serving engines (stc.integrations.vllm: the vLLM plugin)
     "stc.toy": 6,  # synthetic video QA and the toy model's trainer (asks as stc.eval asks)
+    "stc.demo.tabs": 7,  # the app's page, one module per tab (its examples include stc.toy's synthetic clips)
 }
 # Modules that need an optional extra's package (absent from .venv): imported alone only where
 # it is installed (the vLLM ones in the vLLM environment, tests/vllm).

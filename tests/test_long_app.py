@@ -10,6 +10,8 @@ from test_app import CLIP, TINY, import_app
 
 from stc import STCConfig, viz
 from stc import demo as logic
+from stc.demo import gradio_overrides
+from stc.demo.tabs import same_cost as same_cost_tab
 from stc.results import Provenance
 
 BUDGET, LONG = 600, 72  # 72 frames: past one window, so stc streams; the budget buys 3 frames at 196
@@ -23,7 +25,7 @@ def app():
 
 @pytest.fixture(scope="module")
 def tiny(app):
-    return app.POOL.get(TINY)
+    return app.state.pool.get(TINY)
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +112,14 @@ def test_pages_cover_every_frame_exactly_once(frames, per_slot):
 
 
 def test_result_pages_and_timeline(app, result):
-    first, pages = app._long_page(result, 1)
+    first, pages = same_cost_tab.page(result, 1)
     assert pages == 2 and first.width > 500
-    assert app._long_page(result, 2)[0].height < first.height  # 8 frames on the last page, 64 on the first
+    assert same_cost_tab.page(result, 2)[0].height < first.height  # 8 frames on the last page, 64 on the first
     for bad in (0, 3, 1.5, "1"):
         with pytest.raises(ValueError, match="page must be"):
-            app._long_page(result, bad)
+            same_cost_tab.page(result, bad)
     with pytest.raises(gr.Error, match="page must be a whole number in"):
-        app.show_long_page(result, 3)
+        same_cost_tab.show_page(result, 3)
 
 
 def long_args(video=CLIP, question="What is shown?", *, model=TINY, budget=BUDGET, frames=LONG, tokens=TOKENS):
@@ -125,25 +127,25 @@ def long_args(video=CLIP, question="What is shown?", *, model=TINY, budget=BUDGE
 
 
 def test_long_handler_returns_every_output(app):
-    banner, base, stc, table, strip, grid, state, summary = app.run_long(*long_args())
+    banner, base, stc, table, strip, grid, state, summary = app.same_cost.run(*long_args())
     assert "meaningless" in banner and isinstance(base, str) and base and isinstance(stc, str) and stc
     assert table["headers"] == logic.COST_HEADERS and [r[0] for r in table["data"]] == state.labels
     assert strip.width >= 1000 and grid.width > 500
     assert isinstance(state, logic.SameCost) and "Same cost, more frames" in summary
     # then the answers are named after what they read, and the page control spans the pages
-    base_box, stc_box, page = app.long_controls(state)
+    base_box, stc_box, page = same_cost_tab.controls_after(state)
     assert base_box.label == "baseline, 3 frames" and stc_box.label == f"stc {BUDGET} tokens, {LONG} frames"
     assert page.maximum == 2 and page.value == 1 and page.interactive
     # another page, drawn again from the state without running the model
-    assert app.show_long_page(state, 2).height < grid.height
+    assert same_cost_tab.show_page(state, 2).height < grid.height
     # the cluster toggle: the page shown, drawn again with other marks; nothing to draw before a run
-    off = app.redraw_long_grid(state, 1, "off")
+    off = same_cost_tab.redraw(state, 1, "off")
     assert off.size == grid.size and not np.array_equal(np.asarray(off), np.asarray(grid))
-    assert np.array_equal(np.asarray(app.redraw_long_grid(state, 1, "outline")), np.asarray(grid))
-    assert app.redraw_long_grid(None, 1, "off") == gr.update()
+    assert np.array_equal(np.asarray(same_cost_tab.redraw(state, 1, "outline")), np.asarray(grid))
+    assert same_cost_tab.redraw(None, 1, "off") == gr.update()
     with pytest.raises(gr.Error, match="clusters must be one of"):
-        app.show_long_page(state, 1, "fill")
-    assert app.input_problem(gr.Radio(["outline", "off"]), "fill", "refilled clusters").startswith(
+        same_cost_tab.show_page(state, 1, "fill")
+    assert gradio_overrides.input_problem(gr.Radio(["outline", "off"]), "fill", "refilled clusters").startswith(
         "unknown refilled clusters 'fill'")
 
 
@@ -162,11 +164,11 @@ def test_long_handler_refuses_bad_input_in_one_line(app, args, match):
     if "at most" in match and torch.cuda.is_available():
         pytest.skip("the CPU frame limit")
     with pytest.raises(gr.Error) as err:
-        app.run_long(*args)
+        app.same_cost.run(*args)
     message = str(err.value.message)
     assert match in message and "\n" not in message and "Traceback" not in message
     with pytest.raises(gr.Error, match="first"):
-        app.show_long_page(None, 1)
+        same_cost_tab.show_page(None, 1)
 
 
 def test_zerogpu_duration_grows_with_frames_and_stays_within_the_caps():

@@ -28,6 +28,8 @@ import stc.video as video_module  # noqa: E402
 import stc.video.stream as stream_module  # noqa: E402
 from stc import STCConfig  # noqa: E402
 from stc import demo as logic  # noqa: E402
+from stc.demo.app_state import parse_args  # noqa: E402
+from stc.demo.tabs.examples import EXAMPLES  # noqa: E402
 from stc.models.base import check_question  # noqa: E402
 from stc.video import load_video, probe  # noqa: E402
 
@@ -157,7 +159,7 @@ def test_library_refuses_empty_and_overlong_questions(question, match):
 def test_feature_cache_is_bounded_in_entries_and_bytes(app):
     from stc import Video
 
-    llm = app.POOL.get(TINY)
+    llm = app.state.pool.get(TINY)
     saved = llm.cache_entries, llm.cache_bytes
     videos = [Video.from_frames(np.full((2, 64, 64, 3), 40 * (i + 1), np.uint8)) for i in range(3)]
     try:
@@ -192,7 +194,7 @@ def test_limits_come_from_the_environment_and_flags(monkeypatch, app):
                             ("STC_MAX_UPLOAD_MB", "lots")]:
         with pytest.raises(ValueError, match=variable):
             logic.Limits.from_env({variable: value})
-    args = app.parse_args(["--queue-size", "3", "--max-video-seconds", "120", "--max-decode-seconds", "9.5"])
+    args = parse_args(["--queue-size", "3", "--max-video-seconds", "120", "--max-decode-seconds", "9.5"])
     flags = logic.Limits.from_env({}, **{name: getattr(args, name) for name in logic.Limits.ENV})
     assert flags.queue_size == 3 and flags.max_video_seconds == 120 and flags.concurrency == 1
     assert flags.max_decode_seconds == 9.5
@@ -232,7 +234,7 @@ def test_messages_never_show_server_folders():
 @pytest.fixture
 def limited(app, monkeypatch, tmp_path):
     """The app's handler with the test limits, and tmp_path as Gradio's upload folder."""
-    monkeypatch.setattr(app, "LIMITS", LIMITS)
+    monkeypatch.setattr(app.state, "limits", LIMITS)
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
     return app
 
@@ -288,10 +290,10 @@ def test_handler_answers_each_bad_input_in_one_line_then_serves(limited, bad_fil
     import gradio as gr
 
     with pytest.raises(gr.Error) as err:
-        limited.run(*bad_args(change, bad_file))
+        limited.single.run(*bad_args(change, bad_file))
     message = str(err.value.message)
     assert said in message and one_line(message), message
-    check_good(limited.run(*run_args(question=QUESTION)))
+    check_good(limited.single.run(*run_args(question=QUESTION)))
 
 
 def test_handler_refuses_server_paths(limited, tmp_path):
@@ -303,18 +305,18 @@ def test_handler_refuses_server_paths(limited, tmp_path):
     try:
         for path in ["/etc/passwd", str(secret), str(tmp_path / "link.mp4"), str(ROOT / "examples" / ".." / "README.md")]:
             with pytest.raises(gr.Error, match="is not an uploaded video") as err:
-                limited.run(*run_args(video=path))
+                limited.single.run(*run_args(video=path))
             assert one_line(str(err.value.message)) and str(tmp_path.parent) not in str(err.value.message)
     finally:
         secret.unlink()
-    check_good(limited.run(*run_args(question=QUESTION)))
+    check_good(limited.single.run(*run_args(question=QUESTION)))
 
 
 @pytest.mark.parametrize("kind, frames_read", [("one_frame", 1), ("five_frames", 5), ("4k", 3)])
 def test_handler_samples_short_and_huge_videos_and_warns(limited, bad_file, kind, frames_read):
     path = bad_file(kind)
     with pytest.warns(UserWarning, match=f"sampled {frames_read} of {FRAMES} asked"):  # gr.Warning outside a UI
-        outputs = limited.run(*run_args(video=path, question=QUESTION))
+        outputs = limited.single.run(*run_args(video=path, question=QUESTION))
     _banner, base, comp, grid, table, _chart, summary = outputs
     assert base and comp and grid.width > 100
     assert f"Note: video has {frames_read} frame{'s' * (frames_read > 1)}; sampled {frames_read} of {FRAMES} asked." in summary
@@ -326,7 +328,7 @@ def test_out_of_memory_suggests_fewer_frames_and_the_model_recovers(limited, mon
     import gradio as gr
     import torch
 
-    llm = limited.POOL.get(TINY)
+    llm = limited.state.pool.get(TINY)
     real = llm.model.generate
 
     def out_of_memory(*args, **kwargs):
@@ -334,17 +336,17 @@ def test_out_of_memory_suggests_fewer_frames_and_the_model_recovers(limited, mon
 
     monkeypatch.setattr(llm.model, "generate", out_of_memory)
     with pytest.raises(gr.Error) as err:
-        limited.run(*run_args(question=QUESTION))
+        limited.single.run(*run_args(question=QUESTION))
     message = str(err.value.message)
     assert "out of CPU memory with 8 frames" in message and "try fewer frames" in message and one_line(message)
     monkeypatch.setattr(llm.model, "generate", real)
-    check_good(limited.run(*run_args(question=QUESTION)))
+    check_good(limited.single.run(*run_args(question=QUESTION)))
 
 
 def test_generation_time_is_bounded_and_said(limited, monkeypatch):
-    monkeypatch.setattr(limited, "LIMITS", replace(LIMITS, max_generate_seconds=0.001))
+    monkeypatch.setattr(limited.state, "limits", replace(LIMITS, max_generate_seconds=0.001))
     with pytest.warns(UserWarning, match="generation stopped at the 0.001 s limit"):
-        outputs = limited.run(*run_args(question=QUESTION, tokens=256))
+        outputs = limited.single.run(*run_args(question=QUESTION, tokens=256))
     assert "Note: generation stopped at the 0.001 s limit." in outputs[-1]
     new_tokens = logic.COST_HEADERS.index("new tokens")
     assert all(int(row[new_tokens]) < 256 for row in outputs[4]["data"])
@@ -356,13 +358,13 @@ def test_compare_mode_checks_its_input_too(limited, bad_file):
     args = bad_args(dict(video="long"), bad_file)
     args[5] = ["stc", "fastv"]
     with pytest.raises(gr.Error, match="2:00:00 long"):
-        limited.run_methods(*args)
+        limited.compare.run(*args)
     args = run_args(question=QUESTION)
     args[5] = ["stc", "nope"]
     with pytest.raises(gr.Error, match="unknown method 'nope'"):
-        limited.run_methods(*args)
+        limited.compare.run(*args)
     args[5] = ["stc", "fastv"]
-    assert len(limited.run_methods(*args)[2]["data"]) == 3
+    assert len(limited.compare.run(*args)[2]["data"]) == 3
 
 
 # --- the served app --------------------------------------------------------------------------------
@@ -371,13 +373,13 @@ def test_compare_mode_checks_its_input_too(limited, bad_file):
 @pytest.fixture(scope="module")
 def served(app):
     """The app with the test limits, launched on loopback."""
-    saved = app.LIMITS
-    app.LIMITS = LIMITS
+    saved = app.state.limits
+    app.state.limits = LIMITS
     try:
         with serving(app) as url:
             yield url
     finally:
-        app.LIMITS = saved
+        app.state.limits = saved
 
 
 @pytest.fixture
@@ -472,12 +474,12 @@ def test_served_app_bounds_generation_and_recovers_from_out_of_memory(served, cl
     import torch
     from gradio_client.exceptions import AppError
 
-    monkeypatch.setattr(app, "LIMITS", replace(LIMITS, max_generate_seconds=0.001))
+    monkeypatch.setattr(app.state, "limits", replace(LIMITS, max_generate_seconds=0.001))
     outputs = predict(client, run_args(question=QUESTION, tokens=256))
     assert "Note: generation stopped at the 0.001 s limit." in outputs[-1]
-    monkeypatch.setattr(app, "LIMITS", LIMITS)
+    monkeypatch.setattr(app.state, "limits", LIMITS)
 
-    llm = app.POOL.get(TINY)
+    llm = app.state.pool.get(TINY)
     real = llm.model.generate
     monkeypatch.setattr(llm.model, "generate", lambda *a, **k: (_ for _ in ()).throw(torch.OutOfMemoryError("CUDA oom")))
     with pytest.raises(AppError, match="try fewer frames"):
@@ -555,8 +557,8 @@ def test_uploads_and_outputs_are_deleted_after_their_age(app, monkeypatch, tmp_p
     clip = make_clip("visitor.mp4", 10)
     uploads = tmp_path / "gradio"
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
-    monkeypatch.setattr(app, "LIMITS", replace(LIMITS, cache_max_age=1))
-    demo = app.build_demo()
+    monkeypatch.setattr(app.state, "limits", replace(LIMITS, cache_max_age=1))
+    demo = app.build()
     assert demo.delete_cache == (1, 1)
     port = free_port()
     app.launch(demo, server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=True, quiet=True)
@@ -565,7 +567,7 @@ def test_uploads_and_outputs_are_deleted_after_their_age(app, monkeypatch, tmp_p
         args = run_args(question=QUESTION)
         args[0] = handle_file(str(clip))
         check_good(client.predict(*args, api_name="/run"), video=clip.name)
-        examples = {p for p in uploads.rglob("*") if p.is_file() and p.name in {Path(v).name for v, _ in app.EXAMPLES}}
+        examples = {p for p in uploads.rglob("*") if p.is_file() and p.name in {Path(v).name for v, _ in EXAMPLES}}
         written = {p for p in uploads.rglob("*") if p.is_file()} - examples
         assert any(p.name == clip.name for p in written) and any(p.suffix == ".png" for p in written)
         deadline = time.monotonic() + 15

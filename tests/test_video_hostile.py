@@ -397,7 +397,7 @@ def test_app_refuses_two_headerless_hours_then_serves(headerless, tmp_path, monk
     limits = logic.Limits(max_upload_mb=5, max_video_seconds=600, max_video_side=4096, max_generate_seconds=60,
                           concurrency=1, queue_size=2, cache_max_age=3600)
     app = import_app()
-    monkeypatch.setattr(app, "LIMITS", limits)
+    monkeypatch.setattr(app.state, "limits", limits)
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
     said = "video is 2:00:00 long; this app takes videos up to 10 min (trim it first)"
     for kind in ("raw", "live"):
@@ -407,10 +407,10 @@ def test_app_refuses_two_headerless_hours_then_serves(headerless, tmp_path, monk
             logic.check_video_limits(upload, limits)
         assert str(err.value) == said
         with pytest.raises(gr.Error) as err:
-            app.run(*run_args(video=upload, question="What is shown?", model=TINY))
+            app.single.run(*run_args(video=upload, question="What is shown?", model=TINY))
         assert str(err.value.message) == said
     assert logic.check_video_limits(upload, replace(limits, max_video_seconds=3 * 3600)).duration > 7000
-    _banner, base, compressed, _grid, _table, _chart, summary = app.run(*run_args(question="What is shown?"))
+    _banner, base, compressed, _grid, _table, _chart, summary = app.single.run(*run_args(question="What is shown?"))
     assert base and compressed and "frames sampled" in summary
 
 

@@ -21,12 +21,12 @@ import numpy as np
 
 from ..config import STCConfig
 from ..models import VideoLLM
-from ..models.base import CHUNK_FRAMES, check_question
+from ..models.base import CHUNK_FRAMES
 from ..results import Answer
 from ..video import Video, load_video, sample_indices
 from .loading import device_name, on_zero_gpu
 from .present import flops_text
-from .requests import MAX_NEW_TOKENS, _integer
+from .requests import MAX_NEW_TOKENS, whole_number
 from .runner import Progress, _video_name, collect_notes, stop_check, thumbnails
 
 BUDGET_TOKENS = (196, 8192, 2048)  # min, max, default: the token budget both answers share
@@ -59,19 +59,12 @@ def frames_text(gpu: bool) -> str:
             f"at most {ONE_PASS_MAX_FRAMES} frames.")
 
 
-def check_long_request(video, question, max_tokens, num_frames, max_new_tokens) -> tuple[str, str, int, int, int]:
-    """(path, question, budget, frames, new tokens) of one request, checked against the mode's
-    ranges (the model's own frame limit: `check_long_frames`); one-line ValueErrors."""
-    if isinstance(video, dict):  # a gradio FileData payload
-        video = video.get("path") or (video.get("video") or {}).get("path")
-    if video is None or (isinstance(video, str) and not video.strip()):
-        raise ValueError("upload a video first (or pick an example)")
-    if not isinstance(question, str) or not question.strip():
-        raise ValueError("type a question about the video")
-    return (os.fspath(video), check_question(question),
-            _integer("token budget", max_tokens, BUDGET_TOKENS[0], BUDGET_TOKENS[1]),
-            _integer("frames", num_frames, LONG_FRAMES[0], LONG_FRAMES[1]),
-            _integer("max new tokens", max_new_tokens, MAX_NEW_TOKENS[0], MAX_NEW_TOKENS[1]))
+def check_long_controls(max_tokens, num_frames, max_new_tokens) -> tuple[int, int, int]:
+    """(budget, frames, new tokens) of a "same cost" request, checked against the mode's ranges
+    (the model's own frame limit: `check_long_frames`); one-line ValueErrors."""
+    return (whole_number("token budget", max_tokens, BUDGET_TOKENS[0], BUDGET_TOKENS[1]),
+            whole_number("frames", num_frames, LONG_FRAMES[0], LONG_FRAMES[1]),
+            whole_number("max new tokens", max_new_tokens, MAX_NEW_TOKENS[0], MAX_NEW_TOKENS[1]))
 
 
 def check_long_frames(llm: VideoLLM, num_frames: int) -> None:

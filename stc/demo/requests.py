@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..config import STCConfig
-from ..messages import one_line
 from ..methods import get_method, list_methods
 from ..models import VideoLLM
 from ..models.base import MAX_QUESTION_CHARS, check_question
@@ -134,21 +133,47 @@ def shown(value, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _number(name: str, value, lo: float, hi: float) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {shown(value)}") from None
-    if not math.isfinite(number) or not lo <= number <= hi:
-        raise ValueError(f"{name} must be in [{lo:g}, {hi:g}], got {shown(value)}")
+def bounds_text(lo: float | None, hi: float | None) -> str:
+    """A control's range in words: 'in [1, 50]', 'at least 0', 'at most 9' or 'finite'."""
+    if lo is not None and hi is not None:
+        return f"in [{lo:g}, {hi:g}]"
+    return f"at least {lo:g}" if lo is not None else f"at most {hi:g}" if hi is not None else "finite"
+
+
+def check_number(name: str, value, lo: float | None = None, hi: float | None = None, *, exact_type: bool = False
+                 ) -> float:
+    """``value`` as a finite number within [lo, hi] (a missing bound is open), else a one-line
+    ValueError naming the control. ``exact_type``: only an int or a float is a number (what an
+    API request's raw value must be); otherwise anything ``float`` reads is."""
+    bounds = bounds_text(lo, hi)
+    number = None
+    if not exact_type or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    if number is None:
+        raise ValueError(f"{name} must be a number{' ' if lo is not None and hi is not None else ', '}{bounds}, "
+                         f"got {shown(value)}")
+    if not math.isfinite(number) or (lo is not None and number < lo) or (hi is not None and number > hi):
+        raise ValueError(f"{name} must be {bounds}, got {shown(value)}")
     return number
 
 
-def _integer(name: str, value, lo: int, hi: int) -> int:
-    number = _number(name, value, lo, hi)
+def whole_number(name: str, value, lo: int, hi: int) -> int:
+    """``value`` as an int in [lo, hi] (`check_number`, and no fraction); one-line ValueErrors."""
+    number = check_number(name, value, lo, hi)
     if number != int(number):
         raise ValueError(f"{name} must be a whole number, got {shown(value)}")
     return int(number)
+
+
+def check_choice(name: str, value, offered):
+    """``value`` when it is one of ``offered``, else a one-line ValueError listing them."""
+    offered = list(offered)
+    if isinstance(value, (list, dict)) or value not in offered:
+        raise ValueError(f"unknown {name} {shown(value)}; pick one of: {', '.join(map(str, offered))}")
+    return value
 
 
 def make_config(
@@ -166,26 +191,26 @@ def make_config(
 
     Raises ValueError with a one-line message naming the bad control.
     """
-    retention = _number("retention (%)", retention_percent, RETENTION_PERCENT[0], RETENTION_PERCENT[1])
-    if method not in method_choices():
-        raise ValueError(f"unknown method {method!r}; available: {', '.join(method_choices())}")
+    retention = check_number("retention (%)", retention_percent, RETENTION_PERCENT[0], RETENTION_PERCENT[1])
+    check_choice("method", method, method_choices())
     layer = None
     if inner_layer not in (None, "") and not (isinstance(inner_layer, float) and math.isnan(inner_layer)):
-        layer = _integer("K (stage-2 layer)", inner_layer, 0, 10_000)
+        layer = whole_number("K (stage-2 layer)", inner_layer, 0, 10_000)
     return STCConfig(
         retention=retention / 100.0,
         method=method,
         tau=float(tau),
         cluster_ratio=float(cluster_ratio),
-        knn_k=_integer("kNN k", knn_k, 1, 1_000),
+        knn_k=whole_number("kNN k", knn_k, 1, 1_000),
         inner_layer=layer,
         inner_keep=float(inner_keep),
         text_weight=float(text_weight),
     )
 
 
-def check_request(video, question, num_frames, max_new_tokens) -> tuple[str, str, int, int]:
-    """Validate what a request carries besides the config; one-line ValueErrors."""
+def check_upload(video, question) -> tuple[str, str]:
+    """(path, question) of what every request carries: a video and a question; one-line
+    ValueErrors."""
     if isinstance(video, dict):  # a gradio FileData payload
         video = video.get("path") or (video.get("video") or {}).get("path")
     if video is None or (isinstance(video, str) and not video.strip()):
@@ -193,10 +218,13 @@ def check_request(video, question, num_frames, max_new_tokens) -> tuple[str, str
     path = os.fspath(video)
     if not isinstance(question, str) or not question.strip():
         raise ValueError("type a question about the video")
-    question = check_question(question)  # at most MAX_QUESTION_CHARS
-    frames = _integer("frames", num_frames, FRAMES[0], FRAMES[1])
-    tokens = _integer("max new tokens", max_new_tokens, MAX_NEW_TOKENS[0], MAX_NEW_TOKENS[1])
-    return path, question, frames, tokens
+    return path, check_question(question)  # at most MAX_QUESTION_CHARS
+
+
+def check_controls(num_frames, max_new_tokens) -> tuple[int, int]:
+    """(frames, new tokens) of a Run or a Compare; one-line ValueErrors."""
+    return (whole_number("frames", num_frames, FRAMES[0], FRAMES[1]),
+            whole_number("max new tokens", max_new_tokens, MAX_NEW_TOKENS[0], MAX_NEW_TOKENS[1]))
 
 
 def check_methods(methods) -> list[str]:
@@ -207,18 +235,16 @@ def check_methods(methods) -> list[str]:
     if not chosen:
         raise ValueError("tick at least one method to compare")
     available = method_choices()
-    unknown = [m for m in chosen if m not in available]
-    if unknown:
-        raise ValueError(f"unknown method {unknown[0]!r}; available: {', '.join(available)}")
+    for m in chosen:
+        check_choice("method", m, available)
     return [m for m in available if m in chosen]
 
 
 def check_model(model_id, offered) -> str:
     """``model_id`` when it is one of the ``offered`` ids (a visitor never loads anything else)."""
-    offered = list(offered)
-    if not isinstance(model_id, str) or model_id.strip() not in offered:
-        raise ValueError(f"unknown model {model_id!r}; pick one of: {', '.join(offered)}")
-    return model_id.strip()
+    if isinstance(model_id, str) and model_id.strip() in offered:
+        return model_id.strip()
+    return check_choice("model", model_id, offered)  # raises: not offered
 
 
 def check_video_path(path: str | os.PathLike, allowed_dirs) -> str:
