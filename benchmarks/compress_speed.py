@@ -1,9 +1,26 @@
-"""Speed and peak memory of stc stage 1 (stc.compress_tokens); not part of the tests.
+"""Stage-1 compression time of stc against HoliTom, FastVID and VisionZip, as ratios measured in
+one process; stc's peak memory. Not part of the tests.
 
-Each case runs in a fresh subprocess so its peak memory (CUDA peak allocated on GPU, growth of
-the process's max RSS on CPU, measured from just before the first call) is its own. Prints one table row per case.
+Each case (frames x tokens, retention) runs in a fresh subprocess: stc's first call there gives
+its peak memory (CUDA peak allocated on GPU, growth of the process's max RSS on CPU), then every
+method compresses the same features round-robin (``--repeats`` rounds, best of them per method),
+so the ratios compare calls that shared the machine's load. Times are printed for context only:
+compare the ratios, never absolute times across runs or machines.
 
-    python benchmarks/compress_speed.py [--device cpu|cuda] [--dim 896] [--repeats 3]
+    python benchmarks/compress_speed.py [--device cpu|cuda] [--dim 896] [--repeats 5]
+    python benchmarks/compress_speed.py --clip path/to.mp4 --retention 0.02 0.1   # a real clip
+    python benchmarks/compress_speed.py --features runs/features-world-32.pt       # saved ones
+    python benchmarks/compress_speed.py --device cuda --clip synthetic --size 7b   # the GPU check's
+
+Features: random ones by default (``--dim`` wide; the four CASES below). ``--clip`` encodes a
+clip (a path, or ``synthetic``: `stc.bench.synthetic_video`) with a random-weight
+LLaVA-OneVision of `python -m stc.bench` (``--size``: 0.5b, D = 896, the features that bench's
+compression column sees; 7b, D = 3584, the paper's setting) and saves the features under runs/;
+``--features`` reads such a file (``torch.save((features [T, N, D], scores [T, N]), path)``).
+With a clip or a file the cases are its T x N tokens at each ``--retention``. On CUDA every
+call is timed with CUDA events after the warm-up, elsewhere with perf_counter. ``--reference``
+also times stc's stage 1 as it was before issue 26 (tests/stage1_reference.py, the exactness
+tests' reference) for a before/after ratio.
 """
 
 from __future__ import annotations
@@ -12,58 +29,140 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 CASES = [(32, 196, 0.10), (32, 196, 0.02), (32, 196, 0.01), (128, 196, 0.02)]
+PEERS = ["holitom", "fastvid", "visionzip"]
 
 _CHILD = r"""
 import json, resource, sys, time, torch, stc
-frames, tokens, retention, dim, device, repeats = json.loads(sys.argv[1])
-g = torch.Generator().manual_seed(0)
-features = torch.randn(frames, tokens, dim, generator=g).to(device)
-scores = torch.rand(frames, tokens, generator=g).to(device)
-budget = stc.STCConfig(retention=retention).budget(frames * tokens)
+from stc.methods import get_method
+frames, tokens, retention, dim, device, repeats, features_path, methods, reference = json.loads(sys.argv[1])
+if features_path:
+    features, scores = torch.load(features_path, weights_only=True)[:2]
+    features, scores = features.to(device), scores.float().to(device)
+else:
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(frames, tokens, dim, generator=g).to(device)
+    scores = torch.rand(frames, tokens, generator=g).to(device)
+frames, tokens, _ = features.shape
+grid = (int(tokens ** 0.5), tokens // int(tokens ** 0.5))
 sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+calls = {}
+for name in methods:
+    config = stc.STCConfig(method=name, retention=retention)
+    method = get_method(name)
+    budget = method.counts(config, frames * tokens).stage1
+    calls[name] = (lambda m=method, c=config, b=budget: m.compress(features, scores, b, grid=grid, config=c))
+if reference:
+    sys.path.insert(0, reference)
+    import stage1_reference
+    budget = stc.STCConfig(retention=retention).budget(frames * tokens)
+    calls["stc (before #26)"] = lambda: stage1_reference.compress_tokens(features, scores, budget)
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-stc.compress_tokens(features, scores, budget)  # warm-up (its memory counts in the CPU peak)
-sync()
 if device == "cuda":
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
-times = []
-for _ in range(repeats):
-    t0 = time.perf_counter()
-    out = stc.compress_tokens(features, scores, budget)
-    sync()
-    times.append(time.perf_counter() - t0)
+out = calls["stc"]()  # stc's warm-up call: its memory is stc's peak
+sync()
 if device == "cuda":
     peak = (torch.cuda.max_memory_allocated() - base) / 2**20
 else:
     peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
-print(json.dumps({"budget": out.tokens.shape[0], "ms": 1000 * min(times), "peak_mib": peak,
-                  "input_mib": features.numel() * features.element_size() / 2**20}))
+for name, call in calls.items():  # everyone's warm-up
+    call()
+sync()
+times = {name: [] for name in calls}
+for _ in range(repeats):
+    for name, call in calls.items():
+        if device == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            call()
+            end.record()
+            end.synchronize()
+            times[name].append(start.elapsed_time(end) / 1000)
+        else:
+            t0 = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - t0)
+print(json.dumps({"budget": out.tokens.shape[0], "ms": {n: 1000 * min(t) for n, t in times.items()},
+                  "peak_mib": peak, "input_mib": features.numel() * features.element_size() / 2**20}))
 """
+
+
+def encode_clip(clip: str, frames: int, device: str, size: str):
+    """(features [T, N, D], scores [T, N]) of ``clip`` (a path or "synthetic") from the
+    random-weight LLaVA-OneVision of ``size``, in the model's dtype (bf16 on CUDA, as the bench)."""
+    sys.path.insert(0, str(ROOT))
+    from stc.bench import random_llava_onevision, synthetic_video
+    from stc.video import load_video
+
+    llm = random_llava_onevision(size, device, "auto")
+    video = synthetic_video(frames) if clip == "synthetic" else load_video(Path(clip), num_frames=frames)
+    encoded, _ = llm.encode(video)
+    return encoded.features.detach().cpu(), encoded.scores.float().cpu()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dim", type=int, default=896, help="feature width (LLaVA-OV-0.5B: 896)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dim", type=int, default=896, help="width of random features (LLaVA-OV-0.5B: 896)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--features", type=Path, default=None, help="torch.save'd (features [T,N,D], scores [T,N])")
+    parser.add_argument("--clip", default=None, help="encode this clip (a path, or 'synthetic') first")
+    parser.add_argument("--size", default="0.5b", choices=["0.5b", "7b", "tiny"], help="encoder for --clip")
+    parser.add_argument("--frames", type=int, default=32, help="frames to encode with --clip")
+    parser.add_argument("--retention", type=float, nargs="+", default=None, help="only these retentions")
+    parser.add_argument("--only", type=int, default=None, help="random features: only cases of this many frames")
+    parser.add_argument("--reference", action="store_true", help="also time stc before issue 26")
     args = parser.parse_args()
-    print(f"stc.compress_tokens on {args.device}, D={args.dim}, best of {args.repeats}")
-    print("| frames x tokens | retention | budget | time (ms) | peak extra memory (MiB) | input (MiB) |")
-    print("|---|---|---|---|---|---|")
-    for frames, tokens, retention in CASES:
-        payload = json.dumps([frames, tokens, retention, args.dim, args.device, args.repeats])
-        res = subprocess.run([sys.executable, "-c", _CHILD, payload], capture_output=True, text=True)
+    features = args.features
+    if args.clip is not None:
+        import torch
+
+        pair = encode_clip(args.clip, args.frames, args.device, args.size)
+        features = features or ROOT / "runs" / f"features-{Path(args.clip).stem}-{args.size}-{args.frames}.pt"
+        features.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(pair, features)
+        print(f"encoded {args.clip} -> {features}")
+    methods = ["stc", *PEERS]
+    source = f"features of {features}" if features else f"random features, D={args.dim}"
+    print(f"stage 1 on {args.device}, {source}; best of {args.repeats} round-robin rounds in one process per case")
+    head = "| frames x tokens | retention | budget | stc / HoliTom | stc / FastVID | stc / VisionZip |"
+    rule = "|---|---|---|---|---|---|"
+    if args.reference:
+        head += " stc now / before #26 |"
+        rule += "---|"
+    print(head + " times (ms): stc, HoliTom, FastVID, VisionZip | stc peak extra memory (MiB) |")
+    print(rule + "---|---|")
+    cases = CASES
+    if features:
+        import torch
+
+        t, n = torch.load(features, weights_only=True)[1].shape
+        cases = [(t, n, r) for r in (args.retention or [0.10, 0.02, 0.01])]
+    for frames, tokens, retention in cases:
+        if (args.only and frames != args.only) or (args.retention and retention not in args.retention):
+            continue
+        payload = json.dumps([frames, tokens, retention, args.dim, args.device, args.repeats,
+                              str(features) if features else None, methods,
+                              str(ROOT / "tests") if args.reference else None])
+        res = subprocess.run([sys.executable, "-c", _CHILD, payload], capture_output=True, text=True, cwd=ROOT)
         if res.returncode != 0:
             print(f"| {frames}x{tokens} | {retention:.0%} | failed: {res.stderr.strip().splitlines()[-1]} |")
             continue
         r = json.loads(res.stdout.strip().splitlines()[-1])
-        print(
-            f"| {frames}x{tokens} ({frames * tokens}) | {retention:.0%} | {r['budget']} | {r['ms']:.0f} "
-            f"| {r['peak_mib']:.0f} | {r['input_mib']:.0f} |"
-        )
+        if "skip" in r:
+            print(f"| {frames}x{tokens} | {retention:.0%} | skipped: {r['skip']} |")
+            continue
+        ms = r["ms"]
+        ratios = " | ".join(f"{ms['stc'] / ms[p]:.2f}" for p in PEERS)
+        extra = f" {ms['stc'] / ms['stc (before #26)']:.2f} |" if args.reference else ""
+        times = ", ".join(f"{ms[n]:.0f}" for n in methods)
+        print(f"| {frames}x{tokens} ({frames * tokens}) | {retention:.0%} | {r['budget']} | {ratios} |{extra} "
+              f"{times} | {r['peak_mib']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

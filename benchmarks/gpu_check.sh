@@ -10,6 +10,7 @@
 #                                         python -m pytest -q tests/test_processors.py -rs
 #   benchmarks/gpu_check.sh --cpu         the same code on CPU, tiny size, 8 frames, 16 new tokens
 #   --bench-only                          skip the processor-equivalence test
+#   --stage1-only                         only the stage-1 micro-benchmark (below), then exit
 #   --no-install                          never pip-install a missing package (see below)
 #   anything after --                     passed to stc.bench (e.g. -- --frames 64)
 #
@@ -21,6 +22,12 @@
 # guessing. Everything the check writes stays in runs/gpu-check/ (git-ignored; $STC_GPU_CHECK_OUT
 # moves it): the bench output (bench-<device>.md), the test log, the caches of HF / torch.
 #
+# Stage-1 micro-benchmark (after the bench): stc, HoliTom, FastVID and VisionZip compress the
+# same features in one process, round-robin, 20 rounds after a warm-up, ms per video with CUDA
+# events (perf_counter on CPU), and their ratios: benchmarks/compress_speed.py on the paper's
+# setting (LLaVA-OneVision-7B's D = 3584, 32 frames of the bench's clip, 2% and 10%); --cpu:
+# the tiny model's features, 8 frames. Written to stage1-<device>.md.
+#
 # Exit status: 0 everything ran and passed; 1 the bench or the test failed; 2 this machine
 # cannot run the check (no CUDA, a missing package); 3 the bench passed but the processor test
 # could not compare (torchvision missing or mismatched, or every test skipped).
@@ -31,12 +38,14 @@ cd "$ROOT" || exit 2
 
 device=cuda
 run_tests=1
+stage1_only=0
 install=1
 bench_extra=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --cpu) device=cpu ;;
         --bench-only) run_tests=0 ;;
+        --stage1-only) stage1_only=1; run_tests=0 ;;
         --no-install) install=0 ;;
         --) shift; bench_extra=("$@"); break ;;
         -h|--help) awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; exit 0 ;;
@@ -134,14 +143,40 @@ else
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 fi
 table="$OUT/bench-$device.md"
-say "running: $PY -m stc.bench ${bench_args[*]} ${bench_extra[*]:-}"
-"$PY" -m stc.bench "${bench_args[@]}" ${bench_extra[@]+"${bench_extra[@]}"} | tee "$table"
-bench_status=${PIPESTATUS[0]}
-if [[ "$bench_status" != 0 ]]; then
-    say "FAILED: stc.bench exited with $bench_status"
+if [[ "$stage1_only" == 0 ]]; then
+    say "running: $PY -m stc.bench ${bench_args[*]} ${bench_extra[*]:-}"
+    "$PY" -m stc.bench "${bench_args[@]}" ${bench_extra[@]+"${bench_extra[@]}"} | tee "$table"
+    bench_status=${PIPESTATUS[0]}
+    if [[ "$bench_status" != 0 ]]; then
+        say "FAILED: stc.bench exited with $bench_status"
+        exit 1
+    fi
+    say "table written to ${table#"$ROOT"/} ($(date -u +%Y-%m-%d))"
+fi
+
+# -- the stage-1 micro-benchmark ----------------------------------------------------------------
+clip=synthetic
+clip_path="$("$PY" -c 'import importlib.util, pathlib; s = importlib.util.find_spec("gradio")
+p = pathlib.Path(s.origin).parent / "media_assets/videos/world.mp4" if s and s.origin else None
+print(p if p and p.exists() else "")' 2>/dev/null)"
+[[ -n "$clip_path" ]] && clip="$clip_path"
+if [[ "$device" == cuda ]]; then
+    stage1_args=(--device cuda --clip "$clip" --size 7b --frames 32 --retention 0.02 0.1 --repeats 20)
+else
+    stage1_args=(--device cpu --clip "$clip" --size tiny --frames 8 --retention 0.02 0.1 --repeats 5)
+fi
+stage1="$OUT/stage1-$device.md"
+say "running: $PY benchmarks/compress_speed.py ${stage1_args[*]}"
+if ! "$PY" benchmarks/compress_speed.py "${stage1_args[@]}" | tee "$stage1"; then
+    say "FAILED: the stage-1 micro-benchmark"
     exit 1
 fi
-say "table written to ${table#"$ROOT"/} ($(date -u +%Y-%m-%d))"
+if grep -q 'failed' "$stage1"; then
+    say "FAILED: a stage-1 case failed (see ${stage1#"$ROOT"/})"
+    exit 1
+fi
+say "stage-1 table written to ${stage1#"$ROOT"/}"
+[[ "$stage1_only" == 1 ]] && exit 0
 
 # -- Qwen3-VL (DeepStack, timestamps between temporal patches) ------------------------------------
 # The tiny Qwen3-VL on this device (exact at 100%, budgets, stage 2 after DeepStack); with

@@ -261,3 +261,85 @@ def test_dpc_knn_equals_dense_reference(seed, m, k):
     ref_centres, ref_labels = _reference_dpc(x, c, min(k, m - 1))
     assert centres.tolist() == ref_centres.tolist()
     assert labels.tolist() == ref_labels.tolist()
+
+
+# -- bit for bit against stc's stage 1 before issue 26 (tests/stage1_reference.py) --------------
+import stage1_reference  # noqa: E402  (tests/ is on sys.path under pytest)
+
+_FIELDS = ("tokens", "source", "assignment", "selected")
+
+
+def _assert_same(got, ref):
+    for field in _FIELDS:
+        assert torch.equal(getattr(got, field), getattr(ref, field)), field
+
+
+def _video_like(t, n, d, seed, offset=10.0, noise=0.3):
+    """Tokens as a video encoder gives them: a large shared component, content that persists
+    from frame to frame at each place, a little change per frame."""
+    g = torch.Generator().manual_seed(seed)
+    scene = torch.randn(1, n, d, generator=g)
+    drift = torch.cumsum(noise * torch.randn(t, n, d, generator=g), dim=0)
+    return offset * torch.randn(d, generator=g) + scene + drift, torch.rand(t, n, generator=g)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    t=st.integers(1, 6),
+    n=st.integers(1, 30),
+    d=st.integers(2, 24),
+    seed=st.integers(0, 2**16),
+    frac=st.floats(0.0, 1.0),
+    tau=st.floats(0.05, 1.0),
+    cluster_ratio=st.floats(0.0, 0.95),
+    k=st.integers(1, 20),
+)
+def test_stage1_is_bit_identical_to_the_reference(t, n, d, seed, frac, tau, cluster_ratio, k):
+    features, scores = _video(t, n, d, seed)
+    budget = 1 + int(frac * (t * n - 1))
+    kwargs = dict(tau=tau, cluster_ratio=cluster_ratio, knn_k=k)
+    _assert_same(stc.compress_tokens(features, scores, budget, **kwargs),
+                 stage1_reference.compress_tokens(features, scores, budget, **kwargs))
+
+
+@pytest.mark.parametrize("retention", [0.02, 0.1, 0.3])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_stage1_on_video_like_tokens_is_bit_identical_to_the_reference(retention, seed):
+    features, scores = _video_like(16, 49, 96, seed)
+    budget = round(retention * 16 * 49)
+    _assert_same(stc.compress_tokens(features, scores, budget),
+                 stage1_reference.compress_tokens(features, scores, budget))
+
+
+@pytest.mark.parametrize("dup", [2, 4])
+def test_stage1_with_duplicates_and_tied_scores_is_bit_identical_to_the_reference(dup):
+    g = torch.Generator().manual_seed(dup)
+    base = torch.randn(4, 30, 12, generator=g)
+    features = base.repeat(dup, 1, 1)
+    scores = torch.rand(4 * dup, 30, generator=g).round(decimals=1)
+    for budget in (1, 7, 24, 60, 4 * dup * 30 - 1):
+        _assert_same(stc.compress_tokens(features, scores, budget),
+                     stage1_reference.compress_tokens(features, scores, budget))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**16), m=st.integers(1, 80), k=st.integers(1, 20), frac=st.floats(0.0, 1.0))
+def test_dpc_knn_is_bit_identical_to_the_reference(seed, m, k, frac):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(m, 6, generator=g) + 5.0
+    c = int(frac * m)
+    got, ref = dpc_knn(x, c, k), stage1_reference.dpc_knn(x, c, k)
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+
+
+def test_stage1_with_a_relation_is_bit_identical_to_the_reference():
+    """stc-st's path (a ``linked`` relation) is untouched by the fast pass."""
+    features, scores = _video_like(8, 20, 16, 3)
+    frame = torch.arange(8 * 20) // 20
+
+    def linked(a, b):
+        return (frame[a][:, None] - frame[b][None, :]).abs() <= 2
+
+    for budget in (3, 16, 40):
+        _assert_same(stc.compress_tokens(features, scores, budget, linked=linked),
+                     stage1_reference.compress_tokens(features, scores, budget, linked=linked))

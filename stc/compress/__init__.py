@@ -29,6 +29,9 @@ DEFAULT_KNN_K = 7
 _CHUNK_ELEMENTS = 1 << 24
 # Candidates resolved together by unified selection.
 _SELECT_BLOCK = 512
+# Nearest neighbours pass 1 keeps per token (>= k): delta then needs a full row only for the
+# tokens with no denser token among them.
+_NEAR = 16
 
 # An optional relation between tokens: linked(a [r], b [c]) -> bool [r, c], True where the two
 # tokens may count as the same content. None (stc, the paper) links every pair; the
@@ -113,6 +116,47 @@ def _sq_dists(a: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
     return d.add_((a * a).sum(1, keepdim=True)).clamp_min_(0.0).mul_(scale)
 
 
+def _knn_pass(x: torch.Tensor, k: int, scale: float):
+    """Pass 1 of DPC-kNN: every row's ``k`` nearest (sorted, self excluded) and a longer list.
+
+    Returns (knn_d2 [m, k], knn_idx [m, k], near_d2 [m, k2], near_idx [m, k2], sq [m]) with
+    k2 = min(m - 1, max(k, _NEAR)) and d2 = ||x_i - x_j||^2 / D exactly as `_sq_dists` computes
+    it: the top-k runs on the raw addmm values sq_j - 2 x_i.x_j, and the row-wise monotone rest
+    (+ sq_i, clamp at 0, / D) is applied to the k2 values kept only (the same values, the same
+    order; the full-matrix passes are skipped). The longer list lets delta skip most full rows.
+    """
+    m = x.shape[0]
+    device = x.device
+    k2 = min(m - 1, max(k, _NEAR))
+    sq = (x * x).sum(1)
+    near_raw = torch.empty(m, k2, device=device)
+    near_idx = torch.empty(m, k2, dtype=torch.long, device=device)
+    rows = _chunk_rows(m)
+    for s in range(0, m, rows):
+        e = min(s + rows, m)
+        raw = torch.addmm(sq[None, :].expand(e - s, -1), x[s:e], x.T, alpha=-2.0)
+        raw.diagonal(offset=s).fill_(math.inf)  # self
+        near_raw[s:e], near_idx[s:e] = torch.topk(raw, k2, dim=1, largest=False, sorted=True)
+    near_d2 = near_raw.add_(sq[:, None]).clamp_min_(0.0).mul_(scale)
+    return near_d2[:, :k], near_idx[:, :k], near_d2, near_idx, sq
+
+
+def _knn_pass_linked(x: torch.Tensor, k: int, scale: float, separate):
+    """Pass 1 with a relation (`stc.compress.st`): full transformed rows, as before issue 26."""
+    m = x.shape[0]
+    device = x.device
+    ar = torch.arange(m, device=device)
+    knn_d2 = torch.empty(m, k, device=device)
+    knn_idx = torch.empty(m, k, dtype=torch.long, device=device)
+    rows = _chunk_rows(m)
+    for s in range(0, m, rows):
+        d2 = separate(_sq_dists(x[s : s + rows], x, scale), ar[s : s + rows], ar)
+        r = torch.arange(d2.shape[0], device=device)
+        d2[r, ar[s : s + rows]] = math.inf
+        knn_d2[s : s + rows], knn_idx[s : s + rows] = torch.topk(d2, k, dim=1, largest=False, sorted=True)
+    return knn_d2, knn_idx
+
+
 def dpc_knn(
     features: torch.Tensor, num_clusters: int, k: int = 7, linked: Linked | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,33 +192,40 @@ def dpc_knn(
     def separate(d2: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         return d2 if linked is None else d2.add_((~linked(i, j)).float(), alpha=penalty)
 
-    # Pass 1: kNN of every token (sorted, self excluded) -> density.
-    knn_d2 = torch.empty(m, k_eff, device=device)
-    knn_idx = torch.empty(m, k_eff, dtype=torch.long, device=device)
-    for s in range(0, m, rows):
-        d2 = separate(_sq_dists(x[s : s + rows], x, scale), ar[s : s + rows], ar)
-        r = torch.arange(d2.shape[0], device=device)
-        d2[r, ar[s : s + rows]] = math.inf
-        knn_d2[s : s + rows], knn_idx[s : s + rows] = torch.topk(d2, k_eff, dim=1, largest=False, sorted=True)
+    if linked is None:
+        knn_d2, knn_idx, near_d2, near_idx, sq = _knn_pass(x, k_eff, scale)
+    else:
+        knn_d2, knn_idx = _knn_pass_linked(x, k_eff, scale, separate)
+        near_d2, near_idx, sq = knn_d2, knn_idx, None
     rho = torch.exp(-knn_d2.mean(dim=1))
 
     def is_denser(j: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
         # strict total order: higher rho, then lower index
         return (rho[j] > rho[i]) | ((rho[j] == rho[i]) & (j < i))
 
-    # delta: if a denser token is among i's kNN, the first such is the nearest denser overall
-    # (anything closer would itself be a kNN). Only local density peaks need a full row.
-    denser_knn = is_denser(knn_idx, ar[:, None])
-    has = denser_knn.any(dim=1)
-    first = denser_knn.float().argmax(dim=1)
-    delta = knn_d2.gather(1, first[:, None]).squeeze(1)
+    # delta: if a denser token is among i's nearest (the kNN, or the longer list pass 1 kept),
+    # the first such is the nearest denser overall (anything closer would be in the list).
+    # Only tokens with no denser token in that list need a full row.
+    denser_near = is_denser(near_idx, ar[:, None])
+    has = denser_near.any(dim=1)
+    first = denser_near.float().argmax(dim=1)
+    delta = near_d2.gather(1, first[:, None]).squeeze(1)
     peaks = torch.nonzero(~has).squeeze(1)
     for s in range(0, peaks.numel(), rows):
         p = peaks[s : s + rows]
-        d2 = separate(_sq_dists(x[p], x, scale), p, ar)
-        denser = is_denser(ar[None, :], p[:, None])
-        nearest = d2.masked_fill(~denser, math.inf).amin(dim=1)
-        delta[p] = torch.where(torch.isinf(nearest), d2.amax(dim=1), nearest)
+        if linked is None:
+            # Row-wise monotone transform after the reduction: min/max of the raw values.
+            raw = torch.addmm(sq[None, :].expand(p.numel(), -1), x[p], x.T, alpha=-2.0)
+            denser = is_denser(ar[None, :], p[:, None])
+            nearest = raw.masked_fill(~denser, math.inf).amin(dim=1)
+            lone = torch.isinf(nearest)
+            nearest = torch.where(lone, raw.amax(dim=1), nearest)
+            delta[p] = nearest.add_(sq[p]).clamp_min_(0.0).mul_(scale)
+        else:
+            d2 = separate(_sq_dists(x[p], x, scale), p, ar)
+            denser = is_denser(ar[None, :], p[:, None])
+            nearest = d2.masked_fill(~denser, math.inf).amin(dim=1)
+            delta[p] = torch.where(torch.isinf(nearest), d2.amax(dim=1), nearest)
     delta = delta.sqrt()
 
     gamma = rho * delta
