@@ -10,11 +10,25 @@ from __future__ import annotations
 
 import torch
 
-# transformers' own helpers (the pinned version exports them from each model file; Qwen2's are
-# the ones Qwen2, Qwen2-VL and Qwen2.5-VL text layers and the SigLIP/Qwen vision towers use).
-from transformers.models.qwen2.modeling_qwen2 import repeat_kv, rotate_half
+__all__ = ["apply_rope", "attention_received", "causal_attention_rows", "repeat_kv", "rotate_half"]
 
-__all__ = ["apply_rope", "attention_received", "causal_attention_rows", "rotate_half"]
+
+# transformers' own two helpers, written out here so this light layer loads no model code (each
+# transformers model file defines them identically; tests/test_attention.py pins them to Qwen2's).
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """Rotates half the hidden dims of the input: [x1, x2] -> [-x2, x1] on the last dimension."""
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def repeat_kv(hidden_states: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """[B, Hkv, L, dh] -> [B, Hkv * n_rep, L, dh], each key/value head repeated ``n_rep`` times in
+    place (``torch.repeat_interleave(x, n_rep, dim=1)``)."""
+    batch, heads, length, dim = hidden_states.shape
+    if n_rep == 1:
+        return hidden_states
+    expanded = hidden_states[:, :, None, :, :].expand(batch, heads, n_rep, length, dim)
+    return expanded.reshape(batch, heads * n_rep, length, dim)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
