@@ -38,7 +38,7 @@ LAYERS = {
 }
 # Modules that need an optional extra's package (absent from .venv): imported alone only where
 # it is installed (the vLLM ones in the vLLM environment, tests/vllm).
-OPTIONAL = {"stc.integrations.vllm.qwen2_5_vl": "vllm"}
+OPTIONAL = {f"stc.integrations.vllm.{name}": "vllm" for name in ("model", "qwen2_5_vl", "qwen3_vl")}
 
 
 def _installed(package: str) -> bool:

@@ -7,7 +7,9 @@ SPEC: {"checkpoint": dir, "engines": [{"name": ..., "hf_overrides": {...} | null
 Each engine answers one greedy request per frame count (`stc.integrations.vllm.tiny.make_video`,
 `video_request`); engines run one after the other in this process (in-process engine core).
 Output: {"plugins": [loaded general plugins], engine name: [{"prompt_token_ids", "token_ids",
-"first_logprobs": {token: logprob}}, ...]}.
+"num_cached_tokens", "first_logprobs": {token: logprob}}, ...]}. With "repeats": k (k >= 2), each
+engine answers the same requests k times, one call after the other (later calls hit the prefix
+cache), and its entry is a list of k such lists.
 
 Chat mode (SPEC has "rounds"): real clips sent as the OpenAI server receives them (chat messages
 with ``file://`` video URLs, `chat_messages`), through ``LLM.chat``: each round is one call
@@ -71,17 +73,11 @@ def main(spec: dict) -> dict:
     out: dict = {"plugins": sorted(load_plugins_by_group("vllm.general_plugins"))}
     requests = [video_request(make_video(t, seed=t)) for t in spec["frames"]]
     params = SamplingParams(max_tokens=spec.get("max_tokens", 8), temperature=0.0, logprobs=spec.get("logprobs", 5))
+    repeats = spec.get("repeats", 1)
     for engine in spec["engines"]:
         llm = LLM(**engine_kwargs(spec["checkpoint"], engine))
-        results = []
-        for result in llm.generate(requests, params, use_tqdm=False):
-            completion = result.outputs[0]
-            results.append({
-                "prompt_token_ids": list(result.prompt_token_ids),
-                "token_ids": list(completion.token_ids),
-                "first_logprobs": {str(tok): lp.logprob for tok, lp in completion.logprobs[0].items()},
-            })
-        out[engine["name"]] = results
+        rounds = [[_result(r) for r in llm.generate(requests, params, use_tqdm=False)] for _ in range(repeats)]
+        out[engine["name"]] = rounds if repeats > 1 else rounds[0]
         del llm
         gc.collect()
     return out

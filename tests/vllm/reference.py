@@ -94,3 +94,85 @@ def reference(adapter, frames: np.ndarray, fps: float, prompt: str, retention: f
         positions = torch.cat([positions, (positions.max() + 1).expand(3, 1)], dim=1)
     return {"prompt_token_ids": ids, "first_logprobs": first, "token_ids": tokens[len(ids):],
             "features": encoded.features, "scores": encoded.scores, "source": kept.source.cpu()}
+
+
+# -- Qwen3-VL ----------------------------------------------------------------------------------
+
+
+def load_qwen3_vl(checkpoint: str):
+    from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
+
+    from stc.models.qwen3_vl import Qwen3VLAdapter
+
+    model = Qwen3VLForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32,
+                                                            attn_implementation="sdpa").eval()
+    return Qwen3VLAdapter(model, AutoProcessor.from_pretrained(checkpoint))
+
+
+@torch.no_grad()
+def reference_qwen3_vl(adapter, frames: np.ndarray, fps: float, prompt: str, retention: float, max_tokens: int,
+                       vision: tuple[torch.Tensor, torch.Tensor] | None = None, empty_patches: str = "keep",
+                       deepstack: bool = True, positions_rule: str = "stock") -> dict:
+    """Qwen3-VL: as `reference`, with the uncompressed prompt laid out by stc's adapter
+    (`Qwen3VLAdapter._layout`: per temporal patch its timestamp text, markers and tokens) and
+    positioned by transformers' own ``get_rope_index``; the prompt keeps every text token and the
+    kept visual tokens, each at its stock position. ``empty_patches``: "keep" (what vLLM does: a
+    temporal patch that keeps no token keeps its timestamp and marker pair, fixed before the
+    encoder runs) or "drop" (stc's transformers adapter: they go with it). DeepStack levels carry
+    the kept tokens (`stc.models.qwen3_vl.deepstack_levels`) into the first decoder layers.
+    ``deepstack=False`` and ``positions_rule="contiguous"`` (0..L-1 on every row) only show that
+    the parity tests could fail on those. Returns also "video_ids" (the prompt's ids with the video tokens left out, in order)."""
+    from stc.models.qwen3_vl import deepstack_levels
+
+    model, tokenizer = adapter.model, adapter.processor.tokenizer
+    video = Video(frames=frames, timestamps=np.arange(len(frames)) / fps, fps=fps, duration=len(frames) / fps,
+                  frame_indices=np.arange(len(frames)), total_frames=len(frames))
+    encoded = adapter.encode(video)
+    s_patches, n, _ = encoded.features.shape
+    features, scores = encoded.features, encoded.scores
+    if vision is not None:
+        features = vision[0].reshape(features.shape).to(features)
+        scores = vision[1].reshape(scores.shape).to(scores)
+    kept = compress_tokens(features, scores, budget_for(retention, s_patches * n))
+    before, after = prompt.split("<|video_pad|>")
+    ids_before = tokenizer(before, add_special_tokens=False)["input_ids"]
+    ids_after = tokenizer(after, add_special_tokens=False)["input_ids"]
+    full_ids, segments, first = adapter._layout(ids_before, ids_after, encoded)
+    full = adapter.stock_positions(full_ids, encoded).cpu()
+    source = kept.source.cpu()
+    video_id = model.config.video_token_id
+    keep = torch.tensor(full_ids) != video_id
+    keep[torch.as_tensor(first)[source // n] + source % n] = True
+    if empty_patches == "drop":
+        per_patch = torch.bincount(source // n, minlength=s_patches)
+        for t, (a, b) in enumerate(segments):
+            if per_patch[t] == 0:
+                keep[a:b] = False
+    elif empty_patches != "keep":
+        raise ValueError(f"empty_patches: 'keep' or 'drop', got {empty_patches!r}")
+    ids = [i for i, k in zip(full_ids, keep.tolist()) if k]
+    positions = full[:, keep]
+    if positions_rule == "contiguous":
+        positions = torch.arange(positions.shape[1]).expand(3, -1)
+    is_video = torch.tensor(ids) == video_id
+    levels = encoded.aux.get("deepstack")
+    stacked = deepstack_levels(levels, kept) if levels is not None and deepstack else None
+    core = model.model
+    tokens, first_lp = list(ids), None
+    for _ in range(max_tokens):
+        embeds = core.get_input_embeddings()(torch.tensor([tokens]))
+        mask = torch.zeros(1, len(tokens), dtype=torch.bool)
+        mask[0, : len(ids)] = is_video
+        embeds[mask] = kept.tokens.to(embeds)
+        rows = torch.cat([torch.arange(len(tokens))[None], positions])[:, None]  # [4, 1, L]
+        hidden = core.language_model(
+            inputs_embeds=embeds, position_ids=rows, visual_pos_masks=mask,
+            deepstack_visual_embeds=None if stacked is None else [level.to(embeds) for level in stacked],
+        ).last_hidden_state
+        logprobs = model.lm_head(hidden[0, -1]).float().log_softmax(-1)
+        first_lp = logprobs if first_lp is None else first_lp
+        tokens.append(int(logprobs.argmax()))
+        positions = torch.cat([positions, (positions.max() + 1).expand(3, 1)], dim=1)
+    return {"prompt_token_ids": ids, "first_logprobs": first_lp, "token_ids": tokens[len(ids):],
+            "video_ids": [i for i in ids if i != video_id], "features": encoded.features, "scores": encoded.scores,
+            "source": source}

@@ -2,17 +2,19 @@
 "Serving with vLLM", ``make vllm-cpu-env`` on a CPU machine).
 
 Installed beside vLLM, stc's entry point ``vllm.general_plugins: stc`` runs `register` in every
-vLLM process. It registers one model class, selected per engine with ``hf_overrides``:
+vLLM process. It registers one model class per family (`ARCHITECTURES`: Qwen2.5-VL
+``STCQwen2_5_VLForConditionalGeneration``, Qwen3-VL ``STCQwen3VLForConditionalGeneration``),
+selected per engine with ``hf_overrides``:
 
     vllm serve Qwen/Qwen2.5-VL-7B-Instruct --hf-overrides \\
         '{"architectures": ["STCQwen2_5_VLForConditionalGeneration"], "stc_retention": 0.1}'
 
-    LLM(model=..., hf_overrides=stc.integrations.vllm.hf_overrides(retention=0.1))
+    LLM(model=..., hf_overrides=stc.integrations.vllm.hf_overrides(retention=0.1, model_type="qwen3_vl"))
 
 Keys: ``stc_retention`` (required), ``stc_tau``, ``stc_cluster_ratio``, ``stc_knn_k`` (the
 paper's defaults). They are checked in the main process when the engine's model config is
-built (seconds, before any worker starts), as is the checkpoint's model type: a bad value or an
-unsupported checkpoint stops there with stc's one-line message. Engines that do not select the
+built (seconds, before any worker starts), as is the checkpoint's model type: a bad value, an
+unsupported checkpoint or another family's stc class stops there with stc's one-line message. Engines that do not select the
 class run exactly as without the plugin. On
 vLLM's CPU build the plugin also teaches the CPU model runner to enable vLLM's pruned-position
 path for stc's model (that runner never enables it by itself);
@@ -26,39 +28,45 @@ from __future__ import annotations
 import os
 from types import SimpleNamespace
 
-from .stage1 import OVERRIDE_KEYS, Stage1Options, check_config, options_from_config
+from .stage1 import ARCHITECTURES, OVERRIDE_KEYS, Stage1Options, check_config, options_from_config
 
-__all__ = ["ARCHITECTURE", "OVERRIDE_KEYS", "ConfigError", "Stage1Options", "hf_overrides", "options_from_config", "register"]
+__all__ = ["ARCHITECTURE", "ARCHITECTURES", "OVERRIDE_KEYS", "ConfigError", "Stage1Options", "hf_overrides",
+           "options_from_config", "register"]
 
-ARCHITECTURE = "STCQwen2_5_VLForConditionalGeneration"
-_CLASS_PATH = f"{__name__}.qwen2_5_vl:{ARCHITECTURE}"
+ARCHITECTURE = ARCHITECTURES["qwen2_5_vl"]  # the first family's, kept for existing callers
+# architecture -> "module:Class"; the module is the family's model type
+_CLASS_PATHS = {arch: f"{__name__}.{model_type}:{arch}" for model_type, arch in ARCHITECTURES.items()}
 # "all": the CPU runner fix also applies to vLLM's own pruners (EVS), which fail on the CPU
 # build without it; unset: only to stc's model.
 CPU_FIX_ENV = "STC_VLLM_CPU_PRUNING_FIX"
 
 
-def hf_overrides(retention: float, **options) -> dict:
-    """The ``hf_overrides`` that select stc's model with these stage-1 options.
+def hf_overrides(retention: float, *, model_type: str = "qwen2_5_vl", **options) -> dict:
+    """The ``hf_overrides`` that select stc's model for a checkpoint of ``model_type``
+    (`ARCHITECTURES`: qwen2_5_vl, qwen3_vl) with these stage-1 options.
 
     options: tau, cluster_ratio, knn_k (checked now, with `STCConfig`'s messages).
     """
+    if model_type not in ARCHITECTURES:
+        raise ValueError(f"stc's vLLM plugin serves model_type {', '.join(ARCHITECTURES)}; got {model_type!r}")
     unknown = set(options) - {"tau", "cluster_ratio", "knn_k"}
     if unknown:
         raise ValueError(f"unknown stc option(s) {sorted(unknown)}; known: tau, cluster_ratio, knn_k")
     keys = {field: key for key, field in OVERRIDE_KEYS.items()}
     out = {keys["retention"]: retention, **{keys[name]: value for name, value in options.items()}}
     options_from_config(SimpleNamespace(**out))  # fails now, as the engine would at start-up
-    return {"architectures": [ARCHITECTURE], **out}
+    return {"architectures": [ARCHITECTURES[model_type]], **out}
 
 
 def register() -> None:
-    """vLLM general plugin: register stc's model class (imported only by engines that select
-    it), check the configuration of engines that select it as their config is built, and, on
-    the CPU build, patch the CPU runner as described above. Idempotent."""
+    """vLLM general plugin: register stc's model classes (each imported only by engines that
+    select it), check the configuration of engines that select one as their config is built,
+    and, on the CPU build, patch the CPU runner as described above. Idempotent."""
     from vllm import ModelRegistry
 
-    if ARCHITECTURE not in ModelRegistry.get_supported_archs():
-        ModelRegistry.register_model(ARCHITECTURE, _CLASS_PATH)
+    for architecture, path in _CLASS_PATHS.items():
+        if architecture not in ModelRegistry.get_supported_archs():
+            ModelRegistry.register_model(architecture, path)
     _check_at_config_time()
     _patch_cpu_runner()
 
@@ -73,7 +81,7 @@ def _check_at_config_time() -> None:
     """Check stc's options where vLLM resolves the architecture of a model config: in the main
     process, seconds after start, before workers or weights (otherwise a bad ``stc_retention``
     surfaces ~50 s later as a worker traceback, and another checkpoint as vLLM's TypeError
-    about config classes). Only configs that select stc's class are looked at."""
+    about config classes). Only configs that select one of stc's classes are looked at."""
     from vllm.model_executor.models.registry import _ModelRegistry
 
     if getattr(_ModelRegistry.inspect_model_cls, "_stc_patched", False):
@@ -83,9 +91,10 @@ def _check_at_config_time() -> None:
     def patched(self, architectures, model_config, *args, **kwargs):
         names = [architectures] if isinstance(architectures, str) else list(architectures or [])
         hf_config = getattr(model_config, "hf_config", None)
-        if ARCHITECTURE in names and hf_config is not None:
+        selected = [name for name in names if name in _CLASS_PATHS]
+        if selected and hf_config is not None:
             try:
-                check_config(hf_config)
+                check_config(hf_config, selected[0])
             except (ValueError, NotImplementedError) as exc:
                 raise ConfigError(f"stc refused this engine: {exc}") from None
         return inspect(self, architectures, model_config, *args, **kwargs)
@@ -96,7 +105,8 @@ def _check_at_config_time() -> None:
 
 
 def _is_stc_model(model) -> bool:
-    return type(model).__name__ == ARCHITECTURE and type(model).__module__ == f"{__name__}.qwen2_5_vl"
+    path = _CLASS_PATHS.get(type(model).__name__)
+    return path is not None and path.split(":")[0] == type(model).__module__
 
 
 def _patch_cpu_runner() -> None:

@@ -1,13 +1,16 @@
-"""stc's stage 1 in the shapes vLLM's Qwen2.5-VL works with: pure functions, no vLLM import.
+"""stc's stage 1 in the shapes vLLM's Qwen2.5-VL and Qwen3-VL work with: pure functions, no
+vLLM import.
 
 vLLM hands a pruning model each video as one flat run of merged tokens [T*N, D] (row-major over
-temporal patches, then the merged h x w grid) and expects back the kept embeddings with four
-position channels appended: [t, h, w] relative to the video's first token, and one "text
+temporal patches, then the merged h x w grid). Qwen2.5-VL expects back the kept embeddings with
+four position channels appended: [t, h, w] relative to the video's first token, and one "text
 offset" channel telling where the text after the video resumes (vLLM's
 `recompute_mrope_positions` reads it from the first kept token). Here the kept tokens carry
 their stock positions (the uncompressed prompt's, as the transformers adapter keeps them) and
 the text offset is the full grid's largest position + 1, so the text after the video keeps its
-stock positions too and decoding continues where the uncompressed prompt would.
+stock positions too and decoding continues where the uncompressed prompt would. (Qwen3-VL's
+five channels are built by vLLM's own `_create_final_video_embeddings` from the kept mask:
+`qwen3_vl.py`.)
 
 Configuration comes from the model's hf_config (vLLM's ``hf_overrides``): ``stc_retention``,
 ``stc_tau``, ``stc_cluster_ratio``, ``stc_knn_k``, validated by `STCConfig`.
@@ -26,16 +29,18 @@ from ...compress import DEFAULT_CLUSTER_RATIO, DEFAULT_KNN_K, DEFAULT_TAU, compr
 from ...config import STCConfig
 
 __all__ = [
+    "ARCHITECTURES",
     "OVERRIDE_KEYS",
     "SUPPORTED_MODEL_TYPES",
     "Stage1Options",
     "check_config",
     "check_supported",
+    "compress_features",
     "compress_video",
     "merge_unit_scores",
     "options_from_config",
     "received_by_segment",
-    "start_positions",
+    "uncompressed_prompt",
     "video_budget",
     "video_positions",
 ]
@@ -67,9 +72,10 @@ def options_from_config(hf_config) -> Stage1Options:
     """
     given = {field: getattr(hf_config, key) for key, field in OVERRIDE_KEYS.items() if hasattr(hf_config, key)}
     if "retention" not in given:
+        arch = ARCHITECTURES.get(getattr(hf_config, "model_type", None), ARCHITECTURES["qwen2_5_vl"])
         raise ValueError(
-            "stc's vLLM model needs its retention: pass hf_overrides={'architectures': "
-            "['STCQwen2_5_VLForConditionalGeneration'], 'stc_retention': 0.1} "
+            f"stc's vLLM model needs its retention: pass hf_overrides={{'architectures': "
+            f"['{arch}'], 'stc_retention': 0.1}} "
             f"(optional keys: {', '.join(k for k in OVERRIDE_KEYS if k != 'stc_retention')})"
         )
     checked = STCConfig(**given, inner_keep=1.0)
@@ -78,24 +84,44 @@ def options_from_config(hf_config) -> Stage1Options:
     )
 
 
-SUPPORTED_MODEL_TYPES = ("qwen2_5_vl",)
+# checkpoint model_type -> the stc architecture that serves it (one vLLM model class each)
+ARCHITECTURES = {
+    "qwen2_5_vl": "STCQwen2_5_VLForConditionalGeneration",
+    "qwen3_vl": "STCQwen3VLForConditionalGeneration",
+}
+SUPPORTED_MODEL_TYPES = tuple(ARCHITECTURES)
+# families stc's library compresses but its vLLM plugin does not serve yet, and why
+_NOT_SERVED = {
+    "qwen3_vl_moe": "vLLM serves it with another class (Qwen3VLMoeForConditionalGeneration) that stc does not "
+                    "subclass yet",
+    "qwen3_5": "vLLM's Qwen3.5 class is not subclassed by stc yet",
+    "qwen3_5_moe": "vLLM's Qwen3.5 class is not subclassed by stc yet",
+}
 
 
-def check_supported(hf_config) -> None:
-    """A clear error for a checkpoint stc's model class cannot serve."""
+def check_supported(hf_config, architecture: str | None = None) -> None:
+    """A clear error for a checkpoint stc's model classes cannot serve, or (``architecture``:
+    the stc class selected) one that another stc class serves."""
     model_type = getattr(hf_config, "model_type", None)
     if model_type not in SUPPORTED_MODEL_TYPES:
+        why = f" ({_NOT_SERVED[model_type]})" if model_type in _NOT_SERVED else ""
         raise NotImplementedError(
             f"stc's vLLM plugin serves model_type {', '.join(SUPPORTED_MODEL_TYPES)}; this checkpoint is "
-            f"{model_type!r}. Drop the STCQwen2_5_VLForConditionalGeneration override for it "
+            f"{model_type!r}{why}. Drop the {architecture or 'STC...'} override for it "
             "(README, 'Serving with vLLM': what is supported)."
+        )
+    if architecture is not None and architecture != ARCHITECTURES[model_type]:
+        raise NotImplementedError(
+            f"this checkpoint is {model_type!r}: select {ARCHITECTURES[model_type]} for it, not {architecture} "
+            f"(stc.integrations.vllm.hf_overrides(retention, model_type={model_type!r}))"
         )
 
 
-def check_config(hf_config) -> Stage1Options:
-    """The checkpoint is supported and its ``stc_*`` options are valid: the options, else the
-    one error stc raises for it (NotImplementedError or ValueError)."""
-    check_supported(hf_config)
+def check_config(hf_config, architecture: str | None = None) -> Stage1Options:
+    """The checkpoint is supported (by ``architecture``, when given) and its ``stc_*`` options
+    are valid: the options, else the one error stc raises for it (NotImplementedError or
+    ValueError)."""
+    check_supported(hf_config, architecture)
     return options_from_config(hf_config)
 
 
@@ -154,22 +180,30 @@ def video_positions(grid_thw, merge: int, t_factor: float) -> torch.Tensor:
 
 
 @torch.no_grad()
+def compress_features(embeds: torch.Tensor, scores: torch.Tensor, grid_thw, merge: int, options: Stage1Options):
+    """`stc.compress_tokens` on one video's merged tokens embeds [T*N, D] (row-major) with scores
+    [T*N], at the video's budget: the `Compressed` (tokens [B, D] in original order, source [B]
+    strictly increasing flat indices, selected, assignment)."""
+    t, gh, gw = _grid(grid_thw, merge)
+    n = gh * gw
+    return compress_tokens(
+        embeds.reshape(t, n, -1), scores.reshape(t, n), video_budget(grid_thw, merge, options.retention),
+        tau=options.tau, cluster_ratio=options.cluster_ratio, knn_k=options.knn_k,
+    )
+
+
+@torch.no_grad()
 def compress_video(
     embeds: torch.Tensor, scores: torch.Tensor, grid_thw, merge: int, t_factor: float, options: Stage1Options
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """stc stage 1 on one video, in vLLM's pruning layout.
+    """stc stage 1 on one video, in vLLM's Qwen2.5-VL pruning layout.
 
     embeds: [T*N, D] merged tokens (row-major); scores: [T*N]. Returns (out, source):
     out [B, D + 4] = the kept tokens (selected, and refilled cluster means at their centres) in
     original order, each followed by its stock (t, h, w) and the text offset (full grid's
     largest position + 1); source [B] the flat index of each kept token (strictly increasing).
     """
-    t, gh, gw = _grid(grid_thw, merge)
-    n = gh * gw
-    kept = compress_tokens(
-        embeds.reshape(t, n, -1), scores.reshape(t, n), video_budget(grid_thw, merge, options.retention),
-        tau=options.tau, cluster_ratio=options.cluster_ratio, knn_k=options.knn_k,
-    )
+    kept = compress_features(embeds, scores, grid_thw, merge, options)
     positions = video_positions(grid_thw, merge, t_factor)
     source = kept.source.cpu()
     text_offset = positions.max() + 1
@@ -177,24 +211,40 @@ def compress_video(
     return torch.cat([kept.tokens, channels.to(kept.tokens)], dim=1), kept.source
 
 
-def start_positions(num_tokens: int, media: list[tuple[int, int, tuple[int, int, int], float]]) -> np.ndarray:
-    """[3, num_tokens] mRoPE positions of a prompt before any media is encoded.
+def uncompressed_prompt(
+    input_tokens: list[int], media: list[tuple[int, int, list[int] | None]], video_id: int
+) -> tuple[list[int], list[int], np.ndarray]:
+    """The uncompressed prompt a compressed one stands for, and where each of its tokens sits in it.
 
-    media: (offset, length, (T, H, W) merged grid, t_factor) per item, by offset; ``length``
-    placeholders may be fewer than T*H*W (a compressed video). Text counts on from the previous
-    item's largest position + 1; an item's placeholders take its first ``length`` stock grid
-    positions (t = floor(t_index * t_factor)), which the encoder's output later replaces; the
-    text after an item starts at the full grid's largest position + 1 (stock Qwen2.5-VL, and
-    what stc's position channels say), so it is right even when that item is never re-encoded.
+    media: (offset, length, full) per item, by offset: the item's placeholder is
+    input_tokens[offset : offset + length], ``full`` the uncompressed placeholder (None: the
+    item is not compressed). Returns (tokens, offsets, index): the uncompressed prompt, each
+    item's offset in it, and per token of ``input_tokens`` its index in it. Inside a compressed
+    placeholder the i-th non-video token stands for the i-th non-video token of ``full`` and the
+    i-th video token for the i-th video token of ``full`` (a kept token's real place is only
+    known once the encoder has run); everything outside the placeholders keeps its own token.
     """
-    parts, start, next_pos = [], 0, 0
-    for offset, length, (t, h, w), t_factor in media:
-        parts.append(np.broadcast_to(np.arange(offset - start), (3, offset - start)) + next_pos)
-        base = next_pos + offset - start
-        grid = np.indices((t, h, w)).reshape(3, -1)
-        grid[0] = np.floor(grid[0] * float(t_factor)).astype(np.int64)
-        parts.append(grid[:, :length] + base)
-        next_pos = base + int(grid.max()) + 1
+    tokens: list[int] = []
+    offsets: list[int] = []
+    index = np.empty(len(input_tokens), dtype=np.int64)
+    start = 0
+    for offset, length, full in media:
+        index[start:offset] = np.arange(offset - start) + len(tokens)
+        tokens += input_tokens[start:offset]
+        offsets.append(len(tokens))
+        placeholder = input_tokens[offset : offset + length]
+        if full is None:
+            full = placeholder
+        is_video = np.asarray(placeholder, dtype=np.int64) == video_id
+        full_is_video = np.asarray(full, dtype=np.int64) == video_id
+        if is_video.sum() > full_is_video.sum() or (~is_video).sum() != (~full_is_video).sum():
+            raise ValueError("a compressed placeholder must be its uncompressed one with video tokens removed")
+        where = np.empty(length, dtype=np.int64)
+        where[is_video] = np.flatnonzero(full_is_video)[: int(is_video.sum())]
+        where[~is_video] = np.flatnonzero(~full_is_video)
+        index[offset : offset + length] = where + len(tokens)
+        tokens += list(full)
         start = offset + length
-    parts.append(np.broadcast_to(np.arange(num_tokens - start), (3, num_tokens - start)) + next_pos)
-    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.int64)
+    index[start:] = np.arange(len(input_tokens) - start) + len(tokens)
+    tokens += input_tokens[start:]
+    return tokens, offsets, index

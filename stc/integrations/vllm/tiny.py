@@ -1,4 +1,5 @@
-"""A tiny random-weight Qwen2.5-VL checkpoint on disk that vLLM serves offline, and a video for it.
+"""A tiny random-weight Qwen2.5-VL or Qwen3-VL checkpoint on disk that vLLM serves offline, and a
+video for it.
 
 The plugin's tests and benchmark need a checkpoint vLLM loads from a folder without the hub:
 stc's tiny Qwen2.5-VL (`stc.models.tiny`: the real token ids, tokenizer, processors, window
@@ -7,6 +8,12 @@ dimension 32), written with ``save_pretrained``. Its weights are re-drawn at ~1/
 (q/k larger): the default 0.02 init makes the output ignore positions entirely, and then no
 position test could fail. ``size`` picks "tiny" (seconds on a CPU) or "7b" (Qwen2.5-VL-7B's
 shapes, random weights: for a GPU benchmark).
+
+``model_type="qwen3_vl"``: stc's tiny Qwen3-VL (`stc.models.tiny_qwen3`: the real processor
+classes, DeepStack taps after vision blocks 0-2, interleaved mRoPE) with head dimension 32 in
+the LLM (mRoPE section [8, 4, 4]) and the vision tower (hidden 64, 2 heads), 4 LLM layers so
+that DeepStack's 3 levels land inside it; frames of at most 224 x 224 pixels (7 x 7 merged
+tokens per temporal patch at patch 16). Only ``size="tiny"``.
 """
 
 from __future__ import annotations
@@ -50,8 +57,16 @@ def _reinit(model, seed: int) -> None:
         param.copy_(torch.randn(param.shape, generator=gen) * std)
 
 
-def write_checkpoint(path: str | Path, *, size: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32) -> Path:
-    """Write a random-weight Qwen2.5-VL (config, safetensors, tokenizer, processors) to ``path``."""
+def write_checkpoint(path: str | Path, *, size: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32,
+                     model_type: str = "qwen2_5_vl") -> Path:
+    """Write a random-weight Qwen2.5-VL or Qwen3-VL (config, safetensors, tokenizer, processors)
+    to ``path``."""
+    if model_type == "qwen3_vl":
+        if size != "tiny":
+            raise ValueError(f"the Qwen3-VL checkpoint comes in size 'tiny' only, got {size!r}")
+        return _write_qwen3_vl(Path(path), seed, dtype)
+    if model_type != "qwen2_5_vl":
+        raise ValueError(f"model_type must be 'qwen2_5_vl' or 'qwen3_vl', got {model_type!r}")
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     from ...models.tiny import TINY_QWEN2_5_VL, set_generation_ids, tiny_config, tiny_processor
@@ -82,6 +97,36 @@ def write_checkpoint(path: str | Path, *, size: str = "tiny", seed: int = 0, dty
         for attr in ("min_pixels", "max_pixels"):
             if hasattr(proc, attr):
                 setattr(proc, attr, 56 * 56 if attr == "min_pixels" else _MAX_PIXELS)
+    processor.save_pretrained(path)
+    return path
+
+
+def _write_qwen3_vl(path: Path, seed: int, dtype: torch.dtype) -> Path:
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    from ...models.tiny import TINY_QWEN3_VL, set_generation_ids, tiny_config, tiny_processor
+
+    base = tiny_config(TINY_QWEN3_VL).to_dict()
+    text = {k: v for k, v in base["text_config"].items() if k != "layer_types"}
+    text.update(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=32, tie_word_embeddings=False)
+    text["rope_parameters"] = {**text["rope_parameters"], "mrope_section": [8, 4, 4]}
+    vision = {**base["vision_config"], "hidden_size": 64, "intermediate_size": 128, "num_heads": 2,
+              "out_hidden_size": 128}
+    keys = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+    config = Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False,
+                           **{k: base[k] for k in keys})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen3VLForConditionalGeneration._from_config(config, dtype=torch.float32)
+    _reinit(model, seed)
+    set_generation_ids(model, TINY_QWEN3_VL)
+    model.to(dtype)
+    model.save_pretrained(path)
+    processor = tiny_processor(TINY_QWEN3_VL)
+    for proc in (processor.image_processor, processor.video_processor):
+        # the video processor sizes frames from the whole video's pixel count: up to 32 frames at 224 x 224
+        proc.size = {"shortest_edge": 64 * 64, "longest_edge": _MAX_PIXELS * (32 if proc is processor.video_processor else 1)}
     processor.save_pretrained(path)
     return path
 
