@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields, replace
 from numbers import Integral, Real
 from typing import Any, Mapping
 
-from .arith import budget_for, round_half_up  # noqa: F401 - round_half_up: re-exported (its earlier home)
+from .arith import budget_for
 from .compress import DEFAULT_CLUSTER_RATIO, DEFAULT_KNN_K, DEFAULT_TAU
 from .merge import DEFAULT_TEXT_WEIGHT
 from .methods import POSITIONS, get_method

@@ -1,7 +1,7 @@
 """stc.models.processors: the checkpoint's own processor first, the pure-torch stand-in otherwise.
 
 The equivalence tests need torchvision (skipped without it): they run in the simulated Space
-build (tests/space_build.py, torchvision of the Space's torch) and in the GPU check.
+build (tools/space_build.py, torchvision of the Space's torch) and in the GPU check.
 """
 
 import logging

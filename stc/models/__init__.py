@@ -14,6 +14,7 @@ import os
 
 import torch
 
+from ..messages import one_line
 from .base import Answer, Encoded, FamilyAdapter, OutOfMemory, Provenance, Stats, VideoLLM
 from .tiny import (TINY_IDS, TINY_LLAVA_ONEVISION, TINY_QWEN2_5_VL, TINY_QWEN3_5, TINY_QWEN3_5_MOE, TINY_QWEN3_VL,
                    TINY_QWEN3_VL_MOE, build_tiny)
@@ -70,11 +71,6 @@ def _resolve_dtype(dtype, device: torch.device) -> torch.dtype:
     if dtype not in names:
         raise ValueError(f"dtype must be 'auto' or one of {sorted(names)}, got {dtype!r}")
     return names[dtype]
-
-
-def _one_line(error: BaseException, limit: int = 240) -> str:
-    text = " ".join(str(error).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _declared_model_type(model_id: str, **hub_kwargs) -> str | None:
@@ -187,7 +183,7 @@ def load(
         if declared is not None:
             _adapter_class(declared)  # NotImplementedError naming the supported types
         raise ValueError(
-            f"cannot load model {model_id!r}: not a local checkpoint and not reachable on the hub ({_one_line(e)})"
+            f"cannot load model {model_id!r}: not a local checkpoint and not reachable on the hub ({one_line(e, 240)})"
         ) from e
     adapter_cls = _adapter_class(config.model_type)
     import transformers
