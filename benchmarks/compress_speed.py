@@ -11,6 +11,7 @@ compare the ratios, never absolute times across runs or machines.
     python benchmarks/compress_speed.py --clip path/to.mp4 --retention 0.02 0.1   # a real clip
     python benchmarks/compress_speed.py --features runs/features-world-32.pt       # saved ones
     python benchmarks/compress_speed.py --device cuda --clip synthetic --size 7b   # the GPU check's
+    python benchmarks/compress_speed.py --features F --threads 1 --cpu-time         # steadier on a busy CPU
 
 Features: random ones by default (``--dim`` wide; the four CASES below). ``--clip`` encodes a
 clip (a path, or ``synthetic``: `stc.bench.synthetic_video`) with a random-weight
@@ -38,7 +39,10 @@ PEERS = ["holitom", "fastvid", "visionzip"]
 _CHILD = r"""
 import json, resource, sys, time, torch, stc
 from stc.methods import get_method
-frames, tokens, retention, dim, device, repeats, features_path, methods, reference = json.loads(sys.argv[1])
+frames, tokens, retention, dim, device, repeats, features_path, methods, reference, threads, cpu_time = json.loads(sys.argv[1])
+if threads:
+    torch.set_num_threads(threads)
+clock = time.process_time if cpu_time else time.perf_counter
 if features_path:
     features, scores = torch.load(features_path, weights_only=True)[:2]
     features, scores = features.to(device), scores.float().to(device)
@@ -84,9 +88,9 @@ for _ in range(repeats):
             end.synchronize()
             times[name].append(start.elapsed_time(end) / 1000)
         else:
-            t0 = time.perf_counter()
+            t0 = clock()
             call()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
 print(json.dumps({"budget": out.tokens.shape[0], "ms": {n: 1000 * min(t) for n, t in times.items()},
                   "peak_mib": peak, "input_mib": features.numel() * features.element_size() / 2**20}))
 """
@@ -117,6 +121,9 @@ def main() -> None:
     parser.add_argument("--retention", type=float, nargs="+", default=None, help="only these retentions")
     parser.add_argument("--only", type=int, default=None, help="random features: only cases of this many frames")
     parser.add_argument("--reference", action="store_true", help="also time stc before issue 26")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="CPU: the process's CPU time instead of wall time (steadier on a shared machine)")
     args = parser.parse_args()
     features = args.features
     if args.clip is not None:
@@ -129,7 +136,10 @@ def main() -> None:
         print(f"encoded {args.clip} -> {features}")
     methods = ["stc", *PEERS]
     source = f"features of {features}" if features else f"random features, D={args.dim}"
-    print(f"stage 1 on {args.device}, {source}; best of {args.repeats} round-robin rounds in one process per case")
+    clock = "CPU time" if args.cpu_time and args.device != "cuda" else "wall time"
+    threads = f", {args.threads} thread(s)" if args.threads else ""
+    print(f"stage 1 on {args.device}{threads}, {source}; {clock}, best of {args.repeats} round-robin rounds in one "
+          f"process per case")
     head = "| frames x tokens | retention | budget | stc / HoliTom | stc / FastVID | stc / VisionZip |"
     rule = "|---|---|---|---|---|---|"
     if args.reference:
@@ -148,7 +158,8 @@ def main() -> None:
             continue
         payload = json.dumps([frames, tokens, retention, args.dim, args.device, args.repeats,
                               str(features) if features else None, methods,
-                              str(ROOT / "tests") if args.reference else None])
+                              str(ROOT / "tests") if args.reference else None, args.threads,
+                              args.cpu_time and args.device != "cuda"])
         res = subprocess.run([sys.executable, "-c", _CHILD, payload], capture_output=True, text=True, cwd=ROOT)
         if res.returncode != 0:
             print(f"| {frames}x{tokens} | {retention:.0%} | failed: {res.stderr.strip().splitlines()[-1]} |")
