@@ -12,7 +12,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from .loading import Loaded, ModelPool, banner, model_choices, on_zero_gpu
+from .loading import Loaded, ModelPool, also_load_ids, banner, model_choices, on_zero_gpu
 from .requests import Limits
 
 _LIMIT_HELP = {
@@ -33,6 +33,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="stc demo: baseline vs compressed answers about a video")
     parser.add_argument("--model", help="hub id, local checkpoint or tiny-random/... (default: $STC_MODEL, "
                         "else LLaVA-OneVision: 7B on a Space, 0.5B elsewhere; offline: the tiny model)")
+    parser.add_argument("--also-load", default=None, metavar="IDS",
+                        help="comma-separated models loaded at start beside --model, offered on ZeroGPU too "
+                             "(default: $STC_ALSO_LOAD, else Qwen3-VL 2B on a Space, none elsewhere)")
     parser.add_argument("--share", action="store_true", help="also serve a temporary public gradio.live link")
     parser.add_argument("--host", default=None, help="address to bind (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
@@ -62,8 +65,9 @@ class AppState:
         (the offline tiny model when it cannot be had: never raises)."""
         limits = Limits.from_env(**{name: getattr(args, name) for name in Limits.ENV})
         startup = pool.load_default(args.model)
-        # On ZeroGPU only the model loaded now (and the tiny ones) may be picked: see model_choices.
-        loaded = [startup.llm.model_id] + ([] if on_zero_gpu() else [startup.requested])
+        also = pool.load_also(also_load_ids(getattr(args, "also_load", None)))
+        # On ZeroGPU only the models loaded now (and the tiny ones) may be picked: see model_choices.
+        loaded = [startup.llm.model_id, *also] + ([] if on_zero_gpu() else [startup.requested])
         return cls(args, limits, pool, startup, model_choices(*loaded), root)
 
     @property

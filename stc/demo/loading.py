@@ -25,12 +25,21 @@ from ..messages import one_line
 
 log = logging.getLogger("stc.demo")
 
-# The paper's model at two sizes; Qwen2.5-VL as the second family; the offline tiny models.
+# The paper's model at two sizes; Qwen2.5-VL, Qwen3-VL and Qwen3.5 as the other families; the
+# offline tiny models.
 LLAVA_OV_05B = "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
 LLAVA_OV_7B = "llava-hf/llava-onevision-qwen2-7b-ov-hf"
 QWEN2_5_VL_7B = "Qwen/Qwen2.5-VL-7B-Instruct"
+QWEN3_VL_2B = "Qwen/Qwen3-VL-2B-Instruct"
+QWEN3_VL_8B = "Qwen/Qwen3-VL-8B-Instruct"
 TINY_LLAVA = "tiny-random/llava-onevision"
 TINY_QWEN = "tiny-random/qwen2.5-vl"
+TINY_QWEN3_VL = "tiny-random/qwen3-vl"
+TINY_QWEN3_5 = "tiny-random/qwen3.5"
+# Loaded at start beside the default on a Space (`also_load_ids`), so that ZeroGPU packs its
+# weights at launch and a visitor may pick it: today's family at a size whose clicks cost about
+# what the 0.5B's do (~2.1B parameters, 4.3 GB in bf16). It is in the README's preload_from_hub.
+SPACE_ALSO_LOAD = (QWEN3_VL_2B,)
 # The toy LLaVA-OneVision trained here on synthetic shapes-and-colours clips (`stc.toy`),
 # committed in the repository (toy/llava-onevision): it answers such questions for real.
 TOY_LLAVA = "toy/llava-onevision"
@@ -45,17 +54,21 @@ def _fallback() -> str:
 
 FALLBACK_MODEL = _fallback()
 # Offline models: built or read from disk in seconds, nothing to download.
-OFFLINE_MODELS = (TOY_LLAVA, TINY_LLAVA, TINY_QWEN)
+OFFLINE_MODELS = (TOY_LLAVA, TINY_LLAVA, TINY_QWEN, TINY_QWEN3_VL, TINY_QWEN3_5)
 
 # id -> (label, parameters in billions): the sizes let a CPU machine refuse a model it cannot hold.
 MODELS: dict[str, tuple[str, float]] = {
     LLAVA_OV_7B: ("LLaVA-OneVision 7B", 8.0),
     LLAVA_OV_05B: ("LLaVA-OneVision 0.5B", 0.9),
     QWEN2_5_VL_7B: ("Qwen2.5-VL 7B", 8.3),
+    QWEN3_VL_2B: ("Qwen3-VL 2B", 2.1),
+    QWEN3_VL_8B: ("Qwen3-VL 8B", 8.8),
     **({TOY_LLAVA: ("toy LLaVA-OneVision: synthetic shapes and colours (offline)", 0.0)}
        if FALLBACK_MODEL == TOY_LLAVA else {}),
     TINY_LLAVA: ("tiny random LLaVA-OneVision (offline)", 0.0),
     TINY_QWEN: ("tiny random Qwen2.5-VL (offline)", 0.0),
+    TINY_QWEN3_VL: ("tiny random Qwen3-VL (offline)", 0.0),
+    TINY_QWEN3_5: ("tiny random Qwen3.5 (offline)", 0.0),
 }
 
 
@@ -79,6 +92,15 @@ def default_model_id(override: str | None = None) -> str:
         if value and value.strip():
             return value.strip()
     return LLAVA_OV_7B if on_space() else LLAVA_OV_05B
+
+
+def also_load_ids(override: str | None = None) -> list[str]:
+    """The models loaded at start beside the default: ``--also-load``, else ``STC_ALSO_LOAD``
+    (comma-separated ids; empty: none), else `SPACE_ALSO_LOAD` on a Space and none elsewhere."""
+    for value in (override, os.environ.get("STC_ALSO_LOAD")):
+        if value is not None:
+            return [mid.strip() for mid in value.split(",") if mid.strip()]
+    return list(SPACE_ALSO_LOAD) if on_space() else []
 
 
 def model_choices(*extra: str, zero_gpu: bool | None = None) -> list[tuple[str, str]]:
@@ -212,6 +234,7 @@ class ModelPool:
         self.device = device
         self.loader = loader
         self.default: Loaded | None = None
+        self.pinned: list[str] = []  # loaded at start beside the default (`load_also`): never dropped
         self._models: OrderedDict[str, VideoLLM] = OrderedDict()
         self._lock = threading.RLock()
 
@@ -228,6 +251,23 @@ class ModelPool:
         self.default = Loaded(llm, requested, reason)
         return self.default
 
+    def load_also(self, model_ids) -> list[str]:
+        """Load ``model_ids`` beside the default and keep them (on ZeroGPU: packed at launch, so
+        they may be offered); one that cannot be loaded is logged and left out, never fatal.
+        Returns the ids loaded (each model's own id)."""
+        loaded = []
+        for mid in model_ids:
+            try:
+                llm = self.get(mid)
+            except ModelUnavailable as err:
+                log.warning("not loading %s at start: %s", mid, err)
+                continue
+            with self._lock:
+                self.pinned.append(llm.model_id)
+                self.capacity = max(self.capacity, len(self.pinned) + 2)  # + the default + one pick
+            loaded.append(llm.model_id)
+        return loaded
+
     def get(self, model_id: str) -> VideoLLM:
         """The loaded model ``model_id``, loading it now if needed (ModelUnavailable if not)."""
         if not isinstance(model_id, str) or not model_id.strip():
@@ -239,11 +279,12 @@ class ModelPool:
                 return self._models[model_id]
             llm = self.loader(model_id, device=self.device)
             self._models[model_id] = llm
-            keep = self.default.llm.model_id if self.default else None
+            keep = {self.default.llm.model_id} if self.default else set()
+            keep |= {*self.pinned, model_id}
             for old in list(self._models):
                 if len(self._models) <= self.capacity:
                     break
-                if old not in (keep, model_id):
+                if old not in keep:
                     del self._models[old]
             return llm
 
