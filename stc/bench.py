@@ -36,7 +36,7 @@ import torch
 from .config import STCConfig
 from .methods import get_method, list_methods
 from .models import VideoLLM, load
-from .models.base import Stats
+from .results import Stats
 from .video import Video, load_video
 
 # -- random-weight LLaVA-OneVision at the real checkpoints' sizes ------------------------------

@@ -75,7 +75,14 @@ class Encoded:
     grid:     (gh, gw).
     frames_per_slot: sampled frames per pool frame.
     vision_seconds: measured encoder + projector time when this entry was computed.
-    aux:      family-specific data the prompt layout needs (e.g. Qwen's video_grid_thw).
+    timestamps: [S] start time in seconds of each pool frame (its first sampled frame), for
+              provenance; None: unknown (read as zeros).
+    streamed: True when stage 1 ran while the frames were encoded (`Method.compressor`):
+              ``features`` and ``scores`` are then zero-stride placeholders of the video's
+              shape, nothing of them is held.
+    deepstack: [levels, S, N, D] features every DeepStack level adds to the first decoder
+              layers' visual tokens (Qwen3-VL; None for a family without DeepStack).
+    aux:      what only the family's own prompt layout reads (e.g. Qwen's video_grid_thw).
     """
 
     features: torch.Tensor
@@ -84,6 +91,9 @@ class Encoded:
     grid: tuple[int, int]
     frames_per_slot: int
     vision_seconds: float
+    timestamps: np.ndarray | None = None
+    streamed: bool = False
+    deepstack: torch.Tensor | None = None
     aux: dict = field(default_factory=dict)
 
     @property
@@ -92,7 +102,11 @@ class Encoded:
 
     @property
     def nbytes(self) -> int:
-        return self.features.numel() * self.features.element_size() + self.scores.numel() * 4
+        """Bytes this entry holds (what the feature cache bounds): features, scores, DeepStack."""
+        held = self.features.numel() * self.features.element_size() + self.scores.numel() * 4
+        if self.deepstack is not None:
+            held += self.deepstack.numel() * self.deepstack.element_size()
+        return held
 
 
 @dataclass

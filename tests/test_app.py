@@ -373,7 +373,7 @@ def test_compare_handler_returns_every_method(app):
 
 def test_retention_grids_stack_one_block_per_method():
     from stc import viz
-    from stc.models.base import Provenance
+    from stc.results import Provenance
 
     frames = np.full((4, 48, 64, 3), 128, np.uint8)
 

@@ -23,18 +23,18 @@ LAYERS = {
     "stc.merge": 1,  # stage 2, pure tensor functions
     "stc.attention": 1,  # attention rows recomputed from q/k
     "stc.video": 1,  # decoding and sampling, one module per job (frames, header, sizing, readers, stream, ...)
-    "stc.methods": 2,  # the registry and the peers
-    "stc.config": 3,  # STCConfig (validates method names through the registry)
-    "stc.flops": 3,  # the paper's FLOPs convention
-    "stc.models": 4,  # one adapter per family, processors, stage-2 hooks, VideoLLM
-    "stc.viz": 5,
-    "stc.bench": 5,
-    "stc.eval": 5,  # the evaluation harness, one module per job (manifest, prompts, parsing, ...)
-    "stc.lmms_plugin": 5,
-    "stc.demo": 5,
-    "stc.integrations": 5,  # serving engines (stc.integrations.vllm: the vLLM plugin)
-    "stc.toy": 6,  # synthetic video QA and the toy model's trainer (asks as stc.eval asks)
-    "stc.demo.tabs": 7,  # the app's page, one module per tab (its examples include stc.toy's synthetic clips)
+    "stc.methods": 3,  # the registry and the peers (a method that streams builds its StreamCompressor)
+    "stc.config": 4,  # STCConfig (validates method names through the registry)
+    "stc.flops": 4,  # the paper's FLOPs convention
+    "stc.models": 5,  # one adapter per family, processors, stage-2 hooks, VideoLLM
+    "stc.viz": 6,
+    "stc.bench": 6,
+    "stc.eval": 6,  # the evaluation harness, one module per job (manifest, prompts, parsing, ...)
+    "stc.lmms_plugin": 6,
+    "stc.demo": 6,
+    "stc.integrations": 6,  # serving engines (stc.integrations.vllm: the vLLM plugin)
+    "stc.toy": 7,  # synthetic video QA and the toy model's trainer (asks as stc.eval asks)
+    "stc.demo.tabs": 8,  # the app's page, one module per tab (its examples include stc.toy's synthetic clips)
 }
 # Modules that need an optional extra's package (absent from .venv): imported alone only where
 # it is installed (the vLLM ones in the vLLM environment, tests/vllm).

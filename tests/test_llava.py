@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import stc
-from stc.models.base import DROPPED, MERGED_AT_K, REFILLED, SELECTED
+from stc.results import DROPPED, MERGED_AT_K, REFILLED, SELECTED
 
 QUESTION = "What is happening in this video?"
 
@@ -221,3 +221,9 @@ def test_stage2_can_be_entered_again_and_nested(llm, video):
     assert torch.equal(first, second)
     assert torch.equal(prep.pruning.merged.keep_index, kept_first)
     assert _no_hooks(llm.model) and not prep.pruning.active
+
+
+def test_the_family_counts_its_visual_tokens_without_encoding(llm, video):
+    """`FamilyAdapter.visual_tokens`: a fixed grid per frame, what encoding gives."""
+    per_frame = llm.adapter.frame_tokens()
+    assert llm.adapter.visual_tokens(video) == video.num_frames * per_frame == llm.encode(video)[0].num_tokens

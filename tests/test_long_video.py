@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import stc
-from stc.models.base import CHUNK_FRAMES
+from stc.models.streaming import CHUNK_FRAMES
 from stc.stream import WINDOW_FRAMES, StreamCompressor
 from stc.video import MAX_PIXELS, MIN_AUTO_SIDE
 from stc.video.sizing import auto_side
@@ -105,7 +105,7 @@ def test_long_video_answer_streams_at_a_token_budget(llm, long_video):
 def test_a_long_path_is_decoded_chunk_by_chunk_into_the_same_answer(llm, gradio_clip, monkeypatch):
     """answer(path) on a streamed request decodes as it encodes (never load_video), and answers
     exactly as answer(load_video(path)) does."""
-    import stc.models.base as base
+    import stc.models.streaming as streaming
 
     path = gradio_clip("world.mp4")
     config = stc.STCConfig(max_tokens=300, method="stc-stage1")
@@ -115,7 +115,7 @@ def test_a_long_path_is_decoded_chunk_by_chunk_into_the_same_answer(llm, gradio_
     def whole(*args, **kwargs):
         raise AssertionError("a streamed path must not be decoded whole")
 
-    monkeypatch.setattr(base, "load_video", whole)
+    monkeypatch.setattr(streaming, "load_video", whole)
     lazy = llm.answer(path, "What happens?", config=config, num_frames=96, max_new_tokens=4, progress=steps.append)
     assert any(s.startswith("decoding, encoding and compressing 96 frames") for s in steps), steps
     assert lazy.text == eager.text and lazy.notes == eager.notes

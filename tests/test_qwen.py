@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import stc
-from stc.models.base import DROPPED, MERGED_AT_K, REFILLED, SELECTED
+from stc.results import DROPPED, MERGED_AT_K, REFILLED, SELECTED
 
 QUESTION = "What is happening in this video?"
 NEW_TOKENS = 5
@@ -94,7 +94,7 @@ def test_encoded_layout(llm, video):
     assert encoded.scores.shape == (S, GH * GW) and encoded.scores.dtype == torch.float32
     assert encoded.grid == (GH, GW) and encoded.frames_per_slot == 2 and encoded.extra is None
     assert encoded.aux["video_grid_thw"].tolist() == [[S, 2 * GH, 2 * GW]]
-    np.testing.assert_array_equal(encoded.aux["timestamps"], video.timestamps[::2])
+    np.testing.assert_array_equal(encoded.timestamps, video.timestamps[::2])
     # each temporal patch's scores are means of probability columns over its own queries
     assert torch.allclose(encoded.scores.sum(dim=1), torch.full((S,), 1.0 / 4), atol=1e-5)
     assert encoded.scores.std() > 0
@@ -281,3 +281,10 @@ def test_qwen2_vl_full_retention_identical_and_compressed_positions(qwen2_vl, vi
     assert answer.stats.visual_tokens_stage2 == round(0.5 * budget)
     assert answer.provenance.status.shape == (S, GH, GW)
     assert _hook_count(llm.model) == 0
+
+
+def test_the_family_counts_its_visual_tokens_without_encoding(llm, video):
+    """`FamilyAdapter.visual_tokens` (what same-cost-more-frames asks) is what encoding gives:
+    the processor's grid for the whole clip, not a per-frame count."""
+    assert llm.adapter.frame_tokens() is None
+    assert llm.adapter.visual_tokens(video) == llm.encode(video)[0].num_tokens

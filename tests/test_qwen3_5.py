@@ -112,7 +112,7 @@ def test_full_retention_generate_and_answer_equal_stock(llm, video, stock):
 def test_encoded_layout_and_scores(llm, video, monkeypatch):
     encoded, _ = llm.encode(video)
     assert encoded.features.shape == (S, N, 64) and encoded.grid == (8, 15) and encoded.frames_per_slot == 2
-    assert "deepstack" not in encoded.aux and encoded.nbytes >= encoded.features.numel() * 4
+    assert encoded.deepstack is None and encoded.nbytes >= encoded.features.numel() * 4
     # the scores: eager attention received in the tower's last block, over each 2x2 merge unit
     visual = llm.model.model.visual
     module = sys.modules[type(visual.blocks[-1].attn).__module__]

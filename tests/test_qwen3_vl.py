@@ -109,11 +109,11 @@ def test_encoded_layout(llm, video, stock):
     encoded, _ = llm.encode(video)
     assert encoded.features.shape == (S, N, 64) and encoded.grid == (GH, GW) and encoded.frames_per_slot == 2
     assert encoded.aux["video_grid_thw"].tolist() == [[S, 2 * GH, 2 * GW]]
-    assert encoded.aux["deepstack"].shape == (3, S, N, 64)
+    assert encoded.deepstack.shape == (3, S, N, 64)
     # the timestamps are the ones the processor writes
     text = llm.processor.tokenizer.decode(stock["inputs"]["input_ids"][0])
     assert [f"<{t:.1f} seconds>" in text for t in encoded.aux["stamps"]] == [True] * S
-    np.testing.assert_array_equal(encoded.aux["timestamps"], video.timestamps[::2])
+    np.testing.assert_array_equal(encoded.timestamps, video.timestamps[::2])
     assert torch.allclose(encoded.scores.sum(dim=1), torch.full((S,), 1.0 / 4), atol=1e-5)
     assert encoded.scores.std() > 0
     assert encoded.nbytes > encoded.features.numel() * 4 * 4  # the DeepStack levels count
@@ -187,7 +187,7 @@ def test_a_patch_keeping_nothing_drops_its_timestamp_and_the_rest_keep_stock_pos
 
 def test_deepstack_levels_carry_the_same_tokens(llm, video):
     encoded, _ = llm.encode(video)
-    levels = encoded.aux["deepstack"]
+    levels = encoded.deepstack
     config = stc.STCConfig(retention=0.05)
     kept = stc.get_method("stc").compress(encoded.features, encoded.scores, config.budget(S * N),
                                           grid=encoded.grid, config=config)

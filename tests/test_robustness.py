@@ -30,7 +30,7 @@ from stc import STCConfig  # noqa: E402
 from stc import demo as logic  # noqa: E402
 from stc.demo.app_state import parse_args  # noqa: E402
 from stc.demo.tabs.examples import EXAMPLES  # noqa: E402
-from stc.models.base import check_question  # noqa: E402
+from stc.models.family import check_question  # noqa: E402
 from stc.video import load_video, probe  # noqa: E402
 
 # The served app's limits: small enough to reach in a test.

@@ -225,7 +225,7 @@ def test_a_long_video_streams_through_stc_st(llm, long_video):
     config = stc.STCConfig(max_tokens=300, method="stc-st")
     assert llm.streams(long_video, config)
     prep = llm.prepare(long_video, "What happens?", config)
-    assert prep.kept.tokens.shape[0] == 300 and prep.encoded.aux.get("streamed")
+    assert prep.kept.tokens.shape[0] == 300 and prep.encoded.streamed
     encoded = llm.adapter.encode(long_video)
     ref = StreamCompressor(300, temporal=True)
     ref.add(encoded.features, encoded.scores)

@@ -65,6 +65,24 @@ def test_exact_within_one_window_bit_for_bit():
         assert torch.equal(getattr(out, name), getattr(ref, name)), name
 
 
+def test_a_method_that_streams_builds_its_own_compressor():
+    """`Method.compressor` is how a method streams: stc's twin of its `compress` (exact within
+    a window), stc-st's temporal one with its gap; a method that does not stream refuses."""
+    features, scores = _video(20, 16, 8, 5)
+    config = stc.STCConfig(retention=0.25)
+    stc_method = stc.get_method("stc")
+    assert stc_method.streams and stc.get_method("stc-st").streams and not stc.get_method("holitom").streams
+    sc = stc_method.compressor(config, 80)
+    sc.add(features, scores)
+    out, ref = sc.finish(), stc_method.compress(features, scores, 80, grid=(4, 4), config=config)
+    for name in FIELDS:
+        assert torch.equal(getattr(out, name), getattr(ref, name)), name
+    st = stc.get_method("stc-st").compressor(config.replace(method="stc-st", options={"gap": 3}), 80)
+    assert st.temporal and st.gap == 3
+    with pytest.raises(ValueError, match="does not stream"):
+        stc.get_method("holitom").compressor(config.replace(method="holitom"), 80)
+
+
 @pytest.mark.parametrize("budget", [1, 3, 40])
 def test_exact_small_videos_and_budgets(budget):
     features, scores = _video(5, 9, 4, budget)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..config import STCConfig
 from ..models import VideoLLM
-from ..models.base import CHUNK_FRAMES
+from ..models.streaming import CHUNK_FRAMES
 from ..results import Answer
 from ..video import Video, load_video, sample_indices
 from .loading import device_name, on_zero_gpu
@@ -77,19 +77,9 @@ def check_long_frames(llm: VideoLLM, num_frames: int) -> None:
 
 
 def visual_tokens(llm: VideoLLM, video: Video) -> int:
-    """Visual tokens the uncompressed ``llm`` reads for ``video`` (nothing is encoded).
-
-    LLaVA-OneVision: a fixed grid per frame (from the vision config: 196 at 384 px). Qwen2.5-VL
-    sizes frames by the whole clip: its own video processor's grid (t x h x w / merge^2).
-    """
-    config = llm.config
-    if llm.adapter.model_type == "llava_onevision":
-        side = config.vision_config.image_size // config.vision_config.patch_size
-        return video.num_frames * math.ceil(side / 2) ** 2
-    out = llm.processor.video_processor(videos=[video.frames], video_metadata=[video.to_video_metadata()],
-                                        do_sample_frames=False, return_tensors="pt")
-    t, h, w = (int(x) for x in out["video_grid_thw"][0])
-    return t * h * w // config.vision_config.spatial_merge_size ** 2
+    """Visual tokens the uncompressed ``llm`` reads for ``video`` (nothing is encoded): the
+    family's own count (`FamilyAdapter.visual_tokens`)."""
+    return llm.adapter.visual_tokens(video)
 
 
 def baseline_frames(llm: VideoLLM, video: Video, budget: int) -> tuple[np.ndarray, int]:
@@ -102,8 +92,9 @@ def baseline_frames(llm: VideoLLM, video: Video, budget: int) -> tuple[np.ndarra
     def cost(n: int) -> int:
         return visual_tokens(llm, video.take(sample_indices(total, n)))
 
-    if llm.adapter.model_type == "llava_onevision":  # linear: a division, no search
-        n = max(1, min(total, budget // max(1, cost(1))))
+    per_frame = llm.adapter.frame_tokens()
+    if per_frame is not None:  # linear: a division, no search
+        n = max(1, min(total, budget // max(1, per_frame)))
     else:  # tokens grow with the frames, not in proportion: the largest count that fits
         lo, hi = 1, total
         while lo < hi:

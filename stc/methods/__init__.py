@@ -2,10 +2,11 @@
 
 A method is named by ``STCConfig(method=...)`` in the API, ``--methods`` on the command line,
 and the app's method picker; `list_methods()` gives the names. What a method is (`Method`) and
-the one place its stage 1 is called (`Method.compress`) live in `base`; the algorithms in
-pure-function modules (`stc/compress/`, `stc/merge.py`, one module per peer and one for the
-variant `stc-st` here). This file lists them: a method is in the registry because it is named
-below, and nothing is discovered by scanning the package.
+the one place its stage 1 is called (`Method.compress`, or its streaming twin
+`Method.compressor`) live in `base`; the algorithms in pure-function modules (`stc/compress/`,
+`stc/merge.py`, one module per peer and one for the variant `stc-st` here). This file lists
+them: a method is in the registry because it is named below, and nothing is discovered by
+scanning the package.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ function of the config and the video's token count), how it picks the first (`st
 function of the encoder features and scores) and how it shortens the visual span inside the LLM
 (`inner`, a layer-K strategy run by `stc.models.inner.InnerPruning`). `Method.compress` checks
 the inputs and handles the keep-everything case once, so the methods' own functions only
-compress.
+compress; its streaming twin `Method.compressor` is how a method that streams (``stream``)
+runs stage 1 over a long video chunk by chunk. Nothing else calls a stage 1.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from ..arith import keep_count
 from ..results import Compressed
+from ..stream import StreamCompressor
 
 if TYPE_CHECKING:
     from ..config import STCConfig
@@ -179,3 +181,16 @@ class Method:
         if self.stage1 is None or budget == s * n:
             return identity(features)
         return self.stage1(features, scores, budget, grid=grid, config=config, options=self.resolve_options(config))
+
+    @property
+    def streams(self) -> bool:
+        """Whether this method's stage 1 runs over a long video chunk by chunk (`compressor`)."""
+        return self.stream is not None
+
+    def compressor(self, config: "STCConfig", budget: int) -> StreamCompressor:
+        """Stage 1's streaming twin of `compress`: a `StreamCompressor` of ``budget`` tokens with
+        this method's knobs for ``config``; ``add`` each chunk's features [t, N, D] and scores
+        [t, N], then ``finish()`` -> `Compressed`. ValueError for a method that does not stream."""
+        if self.stream is None:
+            raise ValueError(f"method {self.name!r} does not stream: its stage 1 needs every frame at once")
+        return StreamCompressor(budget, **self.stream(config))

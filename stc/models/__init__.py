@@ -15,7 +15,9 @@ import os
 import torch
 
 from ..messages import one_line
-from .base import Answer, Encoded, FamilyAdapter, OutOfMemory, Provenance, Stats, VideoLLM
+from ..results import Answer, Encoded, OutOfMemory, Provenance, Stats
+from .base import VideoLLM
+from .family import FamilyAdapter
 from .tiny import (TINY_IDS, TINY_LLAVA_ONEVISION, TINY_QWEN2_5_VL, TINY_QWEN3_5, TINY_QWEN3_5_MOE, TINY_QWEN3_VL,
                    TINY_QWEN3_VL_MOE, build_tiny)
 

@@ -1,9 +1,10 @@
 """What one model family must provide (`FamilyAdapter`), and how a user's question becomes
 prompt text: checked, and with every special token neutralised.
 
-One subclass per family (`llava_onevision.py`, `qwen2_5_vl.py`) holds everything family-specific:
-its processor, where features and contribution scores come from, the prompt layout and the
-positions of the kept tokens, and its decoder layers.
+One subclass per family (`llava_onevision.py`, `qwen2_5_vl.py`, `qwen3_vl.py`, `qwen3_5.py`) holds
+everything family-specific: its processor, where features and contribution scores come from, how
+many visual tokens a video costs, the prompt layout and the positions of the kept tokens, and its
+decoder layers.
 """
 
 from __future__ import annotations
@@ -110,6 +111,19 @@ class FamilyAdapter:
 
     def encode(self, video: Video) -> Encoded:
         raise NotImplementedError
+
+    def frame_tokens(self) -> int | None:
+        """Visual tokens of one frame when every frame costs the same whatever the video
+        (LLaVA-OneVision's fixed grid); None when a frame's count depends on the whole clip (Qwen's
+        processor sizes frames by the video's pixel count)."""
+        return None
+
+    def visual_tokens(self, video: Video) -> int:
+        """Visual tokens the uncompressed model reads for ``video``, counted without encoding it."""
+        per_frame = self.frame_tokens()
+        if per_frame is None:
+            raise NotImplementedError(f"{type(self).__name__} must count its visual tokens")
+        return video.num_frames * per_frame
 
     def prompt_inputs(self, question: str, encoded: Encoded, kept: Compressed,
                       positions: str = "original") -> PromptInputs:

@@ -114,8 +114,15 @@ class LlavaOnevisionAdapter(FamilyAdapter):
             grid=grid,
             frames_per_slot=1,
             vision_seconds=time.perf_counter() - t0,
-            aux={"timestamps": video.timestamps},
+            timestamps=video.timestamps,
         )
+
+    def frame_tokens(self) -> int:
+        """A fixed grid per frame, from the vision config (196 at 384 px): the pooled side is half
+        the patch grid's, rounded up, as ``apply_pooling`` resizes."""
+        vision = self.model.config.vision_config
+        side = vision.image_size // vision.patch_size
+        return math.ceil(side / 2) ** 2
 
     def prompt_inputs(self, question: str, encoded: Encoded, kept: Compressed,
                       positions: str = "original") -> PromptInputs:

@@ -1,20 +1,59 @@
-"""Measuring one answer: when tokens arrive, when to stop, and peak memory."""
+"""Measuring and guarding one answer: when tokens arrive, when to stop (after a token, before a
+vision-encoder layer), peak memory, and the device running out of it."""
 
 from __future__ import annotations
 
 import os
 import threading
 import time
+from contextlib import contextmanager
 from typing import Callable
 
 import torch
 from transformers.generation.stopping_criteria import StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
+from ..results import OutOfMemory
+from ..video import Cancelled
+
 
 def is_out_of_memory(error: BaseException) -> bool:
     # CUDA raises OutOfMemoryError; the CPU allocator raises a plain RuntimeError.
     return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
+
+
+@contextmanager
+def out_of_memory_as_error(recover: Callable[[], None], message: Callable[[], str]):
+    """Turn the device running out of memory into `OutOfMemory` (``message()``: one line, what to
+    lower), after ``recover()`` (drop the caches) so the model keeps serving."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, RuntimeError) as e:
+        if not is_out_of_memory(e):
+            raise
+        recover()
+        raise OutOfMemory(message()) from e
+
+
+@contextmanager
+def stop_between_layers(layers: Callable[[], torch.nn.ModuleList], should_stop: Callable[[], bool] | None):
+    """While inside: ``should_stop()`` is asked before each of ``layers()`` (the vision encoder's:
+    encoding is the longest step before the first token), and True raises `stc.video.Cancelled`
+    there. Nothing is hooked (nor ``layers`` asked) when ``should_stop`` is None."""
+    if should_stop is None:
+        yield
+        return
+
+    def check(_module, _args):
+        if should_stop():
+            raise Cancelled("cancelled while encoding the video")
+
+    handles = [layer.register_forward_pre_hook(check) for layer in layers()]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 class Timer(BaseStreamer):

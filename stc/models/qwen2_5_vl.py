@@ -101,8 +101,8 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
         """Features [S, N, D] of S temporal patches (an odd frame count is padded by repeating the
         last frame, as the processor does) and their scores [S, N].
 
-        aux: video_grid_thw [1, 3] (cpu), second_per_grid_ts [1] (None for Qwen2-VL), timestamps
-        [S] (first frame of each temporal patch), num_frames (sampled frames before padding).
+        timestamps: [S] (first frame of each temporal patch); aux: video_grid_thw [1, 3] (cpu),
+        second_per_grid_ts [1] (None for Qwen2-VL).
         """
         model = self.model
         vcfg = model.config.vision_config
@@ -147,15 +147,22 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
             grid=grid,
             frames_per_slot=temporal,
             vision_seconds=vision_seconds,
+            # the first sampled frame of each temporal patch (the last one may be a repeat)
+            timestamps=np.asarray(video.timestamps[::temporal], dtype=np.float64)[:gt],
             aux={
                 "video_grid_thw": grid_thw.cpu(),
                 # as Qwen2_5_VLProcessor: seconds covered by one temporal patch
                 "second_per_grid_ts": torch.tensor([temporal / sampled_fps]) if self.timed_positions else None,
-                # the first sampled frame of each temporal patch (the last one may be a repeat)
-                "timestamps": np.asarray(video.timestamps[::temporal], dtype=np.float64)[:gt],
-                "num_frames": video.num_frames,
             },
         )
+
+    def visual_tokens(self, video: Video) -> int:
+        """The video processor's own grid for these frames (t x h x w / merge^2): it sizes frames
+        by the whole clip, so the count is not a multiple of one frame's."""
+        out = self.processor.video_processor(videos=[video.frames], video_metadata=[video.to_video_metadata()],
+                                             do_sample_frames=False, return_tensors="pt")
+        t, h, w = (int(x) for x in out["video_grid_thw"][0])
+        return t * h * w // self.model.config.vision_config.spatial_merge_size ** 2
 
     def stock_positions(self, ids_before: list[int], ids_after: list[int], encoded: Encoded) -> torch.Tensor:
         """[3, L_full] stock mRoPE positions of the uncompressed prompt (all S*N placeholders)."""

@@ -36,7 +36,6 @@ What is new next to Qwen2.5-VL (`qwen2_5_vl.py`), and what stc does about it:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -47,17 +46,6 @@ from ..results import Encoded
 from ..video import Video
 from .family import PromptInputs
 from .qwen2_5_vl import Qwen2_5_VLAdapter, received_hook
-
-
-@dataclass
-class DeepstackEncoded(Encoded):
-    """`Encoded` whose ``aux["deepstack"]`` ([levels, S, N, D]) counts toward the cache's bytes."""
-
-    @property
-    def nbytes(self) -> int:
-        levels = self.aux.get("deepstack")
-        extra = levels.numel() * levels.element_size() if isinstance(levels, torch.Tensor) else 0
-        return super().nbytes + extra
 
 
 def deepstack_levels(levels: torch.Tensor, kept: Compressed) -> torch.Tensor:
@@ -105,9 +93,9 @@ class Qwen3VLAdapter(Qwen2_5_VLAdapter):
     def encode(self, video: Video) -> Encoded:
         """Features [S, N, D] of S temporal patches and their scores [S, N].
 
-        aux: video_grid_thw [1, 3] (cpu), stamps [S] (the seconds the processor writes before
-        each temporal patch), timestamps [S] (first frame of each patch, for provenance),
-        deepstack [levels, S, N, D] (absent without DeepStack), num_frames.
+        deepstack: [levels, S, N, D] (None without DeepStack); timestamps: [S] (first frame of
+        each patch, for provenance); aux: video_grid_thw [1, 3] (cpu), stamps [S] (the seconds the
+        processor writes before each temporal patch).
         """
         model = self.model
         vcfg = model.config.vision_config
@@ -139,19 +127,14 @@ class Qwen3VLAdapter(Qwen2_5_VLAdapter):
         n = grid[0] * grid[1]
         features = vision.pooler_output[0].reshape(gt, n, -1)
         scores = torch.cat(received).view(-1, merge * merge).mean(dim=-1)
-        aux = {
-            "video_grid_thw": grid_thw.cpu(),
-            "stamps": [float(t) for t in stamps],
-            "timestamps": np.asarray(video.timestamps[::temporal], dtype=np.float64)[:gt],
-            "num_frames": video.num_frames,
-        }
         levels = getattr(vision, "deepstack_features", None)
-        if levels:
-            aux["deepstack"] = torch.stack([level[0].reshape(gt, n, -1) for level in levels])
         sync()
-        return DeepstackEncoded(
+        return Encoded(
             features=features, scores=scores.reshape(gt, n).float(), extra=None, grid=grid,
-            frames_per_slot=temporal, vision_seconds=time.perf_counter() - t0, aux=aux,
+            frames_per_slot=temporal, vision_seconds=time.perf_counter() - t0,
+            timestamps=np.asarray(video.timestamps[::temporal], dtype=np.float64)[:gt],
+            deepstack=torch.stack([level[0].reshape(gt, n, -1) for level in levels]) if levels else None,
+            aux={"video_grid_thw": grid_thw.cpu(), "stamps": [float(t) for t in stamps]},
         )
 
     def _layout(self, ids_before: list[int], ids_after: list[int], encoded: Encoded):
@@ -226,10 +209,9 @@ class Qwen3VLAdapter(Qwen2_5_VLAdapter):
     def _video_output(self, kept: Compressed, encoded: Encoded):
         from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
 
-        levels = encoded.aux.get("deepstack")
         deepstack = None
-        if levels is not None:
-            deepstack = [(level,) for level in deepstack_levels(levels, kept)]
+        if encoded.deepstack is not None:
+            deepstack = [(level,) for level in deepstack_levels(encoded.deepstack, kept)]
         return BaseModelOutputWithDeepstackFeatures(pooler_output=(kept.tokens,), deepstack_features=deepstack)
 
 

@@ -155,7 +155,7 @@ def reference_qwen3_vl(adapter, frames: np.ndarray, fps: float, prompt: str, ret
     if positions_rule == "contiguous":
         positions = torch.arange(positions.shape[1]).expand(3, -1)
     is_video = torch.tensor(ids) == video_id
-    levels = encoded.aux.get("deepstack")
+    levels = encoded.deepstack
     stacked = deepstack_levels(levels, kept) if levels is not None and deepstack else None
     core = model.model
     tokens, first_lp = list(ids), None
