@@ -169,8 +169,8 @@ sys.exit(1 if heavy else 0)
 
 
 def test_no_module_is_oversized():
-    """No module over ~500 lines: a longer one has more than one job (split it by job, as
-    stc.eval and stc.video are)."""
+    """No module over 500 lines: a longer one has more than one job (split it by job, as
+    stc.eval, stc.video, stc.viz and VideoLLM's stc.models modules are)."""
     long = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
-    over = {name: n for name, n in long.items() if n > 520}
+    over = {name: n for name, n in long.items() if n > 500}
     assert not over, over
