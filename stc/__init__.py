@@ -14,7 +14,7 @@ Public API (see README.md):
 
 from .compress import compress_tokens, dpc_knn, unified_selection
 from .config import STCConfig
-from .flops import flops, register_configs
+from .flop_count import flops, register_configs
 from .merge import merge_into_kept, text_aware_scores
 from .methods import get_method, list_methods
 from .compress.st import compress_tokens_st

@@ -18,7 +18,7 @@ import torch
 import stc
 from stc.bench import llava_onevision_config, random_llava_onevision
 from stc.arith import budget_for, round_half_up
-from stc.flops import default_inner_layer
+from stc.arith import default_inner_layer
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 8

@@ -1,10 +1,11 @@
-"""stc.flops reproduces the paper's FLOPs table and reads sizes from ids, configs and models."""
+"""stc.flops (module stc.flop_count) reproduces the paper's FLOPs table and reads sizes from ids,
+configs and models."""
 
 from types import SimpleNamespace
 
 import pytest
 
-from stc.flops import ARCHITECTURES, LLMDims, default_inner_layer, flops, llm_dims
+from stc.flop_count import ARCHITECTURES, LLMDims, default_inner_layer, flops, llm_dims
 
 OV7B = "llava-hf/llava-onevision-qwen2-7b-ov-hf"
 VISUAL = 32 * 196  # 6272
@@ -152,3 +153,12 @@ def test_moe_counts_active_experts_and_dense_layers():
                                  num_experts_per_tok=2, moe_intermediate_size=10, decoder_sparse_step=2)
     assert llm_dims(mixed).intermediate_size == (100 + 20) / 2
     assert flops("Qwen/Qwen3-VL-235B-A22B-Instruct", 1000) > flops("Qwen/Qwen3-VL-8B-Instruct", 1000)
+
+
+def test_the_function_and_its_module_have_different_names():
+    """``stc.flops`` is the function the README documents; its module is ``stc.flop_count``, so
+    importing the module never hides (or is hidden by) the function."""
+    import stc
+    import stc.flop_count
+
+    assert stc.flops is stc.flop_count.flops and callable(stc.flops)

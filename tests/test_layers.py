@@ -25,7 +25,7 @@ LAYERS = {
     "stc.video": 1,  # decoding and sampling, one module per job (frames, header, sizing, readers, stream, ...)
     "stc.methods": 3,  # the registry and the peers (a method that streams builds its StreamCompressor)
     "stc.config": 4,  # STCConfig (validates method names through the registry)
-    "stc.flops": 4,  # the paper's FLOPs convention
+    "stc.flop_count": 4,  # the paper's FLOPs convention (the function stc.flops)
     "stc.models": 5,  # one adapter per family, processors, stage-2 hooks, VideoLLM
     "stc.viz": 6,
     "stc.bench": 6,
@@ -45,7 +45,7 @@ def _installed(package: str) -> bool:
     """A real package, not a namespace match on a folder (tests/vllm is one under pytest)."""
     spec = importlib.util.find_spec(package)
     return spec is not None and spec.origin is not None
-LIGHT = ["stc", "stc.arith", "stc.results", "stc.messages", "stc.compress", "stc.compress.st", "stc.stream", "stc.merge", "stc.methods", "stc.config", "stc.flops",
+LIGHT = ["stc", "stc.arith", "stc.results", "stc.messages", "stc.compress", "stc.compress.st", "stc.stream", "stc.merge", "stc.methods", "stc.config", "stc.flop_count",
          "stc.video", "stc.viz"]
 
 

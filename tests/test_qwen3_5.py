@@ -238,7 +238,7 @@ def test_decoding_masks_with_eager_attention(eager, video, layer):
 
 
 def test_flops_of_the_hybrid_configs():
-    from stc.flops import llm_dims
+    from stc.flop_count import llm_dims
 
     dense, moe = llm_dims("tiny-random/qwen3.5"), llm_dims("tiny-random/qwen3.5-moe")
     assert dense.linear_attention_layers == moe.linear_attention_layers == (0, 1, 2, 4, 5, 6)

@@ -269,7 +269,7 @@ def test_baseline_after_compressed_is_fresh(llm, video, stock):
 
 
 def test_flops_of_the_new_configs():
-    from stc.flops import llm_dims
+    from stc.flop_count import llm_dims
 
     moe = llm_dims("tiny-random/qwen3-vl-moe")
     assert (moe.hidden_size, moe.intermediate_size, moe.num_hidden_layers) == (64, 2 * 32, 6)  # 2 active experts

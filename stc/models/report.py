@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..compress import Compressed
-from ..flops import flops
+from ..flop_count import flops
 from ..merge import Merged
 from ..results import DROPPED, MERGED_AT_K, REFILLED, SELECTED, Encoded, Provenance, Stats
 from .generate import Generated
