@@ -8,7 +8,7 @@ and rotary embedding: layer K's (stc's stage 2) or, for methods whose official c
 previous layer's weights (FastV, HoliTom), layer K-1's, recorded by a pre-hook on layer K-1 in
 the same prefill (at K = 0, layer 0's own). Because the decoder computed rotary cos/sin and the
 mask once at full length, every layer >= K gets them sliced with the same index, so kept tokens
-keep their original positions. Layers >= K then cache fewer keys and values, which is what makes
+keep the positions the prompt gave them (original or contiguous: the config's rule). Layers >= K then cache fewer keys and values, which is what makes
 decoding cheaper too. Decoding steps pass through untouched (the mask, when the attention
 backend needs one, loses the pruned key columns; layer K-1's hook records nothing).
 """
