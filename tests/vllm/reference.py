@@ -100,13 +100,16 @@ def reference(adapter, frames: np.ndarray, fps: float, prompt: str, retention: f
 
 
 def load_qwen3_vl(checkpoint: str):
-    from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
+    """stc's adapter on a Qwen3-VL or Qwen3-VL-MoE checkpoint (by its config's model_type)."""
+    from transformers import AutoConfig, AutoProcessor, Qwen3VLForConditionalGeneration, Qwen3VLMoeForConditionalGeneration
 
-    from stc.models.qwen3_vl import Qwen3VLAdapter
+    from stc.models.qwen3_vl import Qwen3VLAdapter, Qwen3VLMoeAdapter
 
-    model = Qwen3VLForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32,
-                                                            attn_implementation="sdpa").eval()
-    return Qwen3VLAdapter(model, AutoProcessor.from_pretrained(checkpoint))
+    moe = AutoConfig.from_pretrained(checkpoint).model_type == "qwen3_vl_moe"
+    model_class, adapter = ((Qwen3VLMoeForConditionalGeneration, Qwen3VLMoeAdapter) if moe
+                            else (Qwen3VLForConditionalGeneration, Qwen3VLAdapter))
+    model = model_class.from_pretrained(checkpoint, dtype=torch.float32, attn_implementation="sdpa").eval()
+    return adapter(model, AutoProcessor.from_pretrained(checkpoint))
 
 
 @torch.no_grad()

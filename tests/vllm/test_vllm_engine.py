@@ -149,7 +149,7 @@ def test_bad_options_and_other_checkpoints_are_refused_in_the_main_process(check
     assert got[0][0] == prefix + "retention must be in (0, 1], got 0.0"
     assert got[1][0] == prefix + "retention must be in (0, 1], got 2.0"
     assert got[2][0].startswith(prefix) and "knn_k" in got[2][0]
-    assert got[3][0].startswith(prefix + "stc's vLLM plugin serves model_type qwen2_5_vl, qwen3_vl; this checkpoint is 'qwen2'")
+    assert got[3][0].startswith(prefix + "stc's vLLM plugin serves model_type qwen2_5_vl, qwen3_vl, qwen3_vl_moe; this checkpoint is 'qwen2'")
     assert got[4][0] == "started"
     assert all("\n" not in outcome for outcome, _ in got)
     assert max(seconds for _, seconds in got) < 30

@@ -3,7 +3,8 @@
 
 Installed beside vLLM, stc's entry point ``vllm.general_plugins: stc`` runs `register` in every
 vLLM process. It registers one model class per family (`ARCHITECTURES`: Qwen2.5-VL
-``STCQwen2_5_VLForConditionalGeneration``, Qwen3-VL ``STCQwen3VLForConditionalGeneration``),
+``STCQwen2_5_VLForConditionalGeneration``, Qwen3-VL ``STCQwen3VLForConditionalGeneration``,
+Qwen3-VL-MoE ``STCQwen3VLMoeForConditionalGeneration``),
 selected per engine with ``hf_overrides``:
 
     vllm serve Qwen/Qwen2.5-VL-7B-Instruct --hf-overrides \\
@@ -34,8 +35,11 @@ __all__ = ["ARCHITECTURE", "ARCHITECTURES", "OVERRIDE_KEYS", "ConfigError", "Sta
            "options_from_config", "register"]
 
 ARCHITECTURE = ARCHITECTURES["qwen2_5_vl"]  # the first family's, kept for existing callers
-# architecture -> "module:Class"; the module is the family's model type
-_CLASS_PATHS = {arch: f"{__name__}.{model_type}:{arch}" for model_type, arch in ARCHITECTURES.items()}
+# architecture -> "module:Class"; the module is the family's model type, but Qwen3-VL-MoE's class
+# lives beside the Qwen3-VL one it shares everything with
+_MODULES = {"qwen3_vl_moe": "qwen3_vl"}
+_CLASS_PATHS = {arch: f"{__name__}.{_MODULES.get(model_type, model_type)}:{arch}"
+                for model_type, arch in ARCHITECTURES.items()}
 # "all": the CPU runner fix also applies to vLLM's own pruners (EVS), which fail on the CPU
 # build without it; unset: only to stc's model.
 CPU_FIX_ENV = "STC_VLLM_CPU_PRUNING_FIX"
@@ -43,7 +47,7 @@ CPU_FIX_ENV = "STC_VLLM_CPU_PRUNING_FIX"
 
 def hf_overrides(retention: float, *, model_type: str = "qwen2_5_vl", **options) -> dict:
     """The ``hf_overrides`` that select stc's model for a checkpoint of ``model_type``
-    (`ARCHITECTURES`: qwen2_5_vl, qwen3_vl) with these stage-1 options.
+    (`ARCHITECTURES`: qwen2_5_vl, qwen3_vl, qwen3_vl_moe) with these stage-1 options.
 
     options: tau, cluster_ratio, knn_k (checked now, with `STCConfig`'s messages).
     """

@@ -1,4 +1,4 @@
-"""What stc's vLLM model classes share (`qwen2_5_vl.py`, `qwen3_vl.py`): the checks, the score
+"""What stc's vLLM model classes share (`qwen2_5_vl.py`, `qwen3_vl.py`: Qwen3-VL and Qwen3-VL-MoE): the checks, the score
 hook on the vision tower, and the start positions of a compressed prompt.
 
 Each class is ``class STC...(STCVideoModel, <vLLM's class>)``; it names its vision tower's

@@ -28,8 +28,11 @@ hook, start positions). What Qwen3-VL adds, and how this class meets it:
   placeholder's positions are written by ``recompute_mrope_positions`` here, not vLLM's (two
   defects of vLLM 0.32 for this layout: see that method).
 
-Qwen3-VL-MoE (vLLM's ``Qwen3VLMoeForConditionalGeneration``) and Qwen3.5 are not served: the
-config check refuses them with a message.
+Qwen3-VL-MoE: vLLM's ``Qwen3VLMoeForConditionalGeneration`` is its Qwen3-VL class (the same
+vision tower, DeepStack, processor, positions and pruning path) with a mixture-of-experts LLM, so
+`STCQwen3VLMoeForConditionalGeneration` is `STCQwen3VLModel` on it, unchanged (in this module:
+both classes need vLLM, and `stc.integrations.vllm` maps each family to its module).
+Qwen3.5 is not served: the config check refuses it with a message.
 """
 
 from __future__ import annotations
@@ -44,24 +47,29 @@ from vllm.model_executor.models.qwen3_vl import (
     Qwen3VLMultiModalProcessor,
     Qwen3VLProcessingInfo,
 )
+from vllm.model_executor.models.qwen3_vl_moe import Qwen3VLMoeForConditionalGeneration, Qwen3VLMoeProcessingInfo
 from vllm.multimodal import MULTIMODAL_REGISTRY
 from vllm.multimodal.processing import PromptReplacement
 
 from ...models.qwen3_vl import deepstack_levels
 from .model import STCVideoModel
-from .stage1 import check_supported, compress_features, options_from_config, video_budget
+from .stage1 import ARCHITECTURES, check_supported, compress_features, options_from_config, video_budget
 
-__all__ = ["STCQwen3VLForConditionalGeneration", "STCQwen3VLMultiModalProcessor"]
+__all__ = ["STCQwen3VLForConditionalGeneration", "STCQwen3VLModel", "STCQwen3VLMoeForConditionalGeneration",
+           "STCQwen3VLMoeMultiModalProcessor", "STCQwen3VLMultiModalProcessor"]
 
 
 class STCQwen3VLMultiModalProcessor(Qwen3VLMultiModalProcessor):
     """Qwen3-VL's processor with each video's placeholder holding stc's budget of tokens (all
     counted in the first temporal patch, as vLLM's EVS counts them) and every patch's
-    timestamp and markers."""
+    timestamp and markers. One subclass per family (``stc_model_type``: the checkpoint it
+    serves)."""
+
+    stc_model_type = "qwen3_vl"
 
     def _get_prompt_updates(self, mm_items, hf_processor_mm_kwargs: Mapping[str, Any], out_mm_kwargs):
         hf_config = self.info.get_hf_config()
-        check_supported(hf_config, STCQwen3VLForConditionalGeneration.stc_architecture())
+        check_supported(hf_config, ARCHITECTURES[self.stc_model_type])
         retention = options_from_config(hf_config).retention
         merge = hf_config.vision_config.spatial_merge_size
         tokenizer = self.info.get_tokenizer()
@@ -88,15 +96,10 @@ class STCQwen3VLMultiModalProcessor(Qwen3VLMultiModalProcessor):
         ]
 
 
-@MULTIMODAL_REGISTRY.register_processor(
-    STCQwen3VLMultiModalProcessor, info=Qwen3VLProcessingInfo, dummy_inputs=Qwen3VLDummyInputsBuilder
-)
-class STCQwen3VLForConditionalGeneration(STCVideoModel, Qwen3VLForConditionalGeneration):
-    """Qwen3-VL with stc's stage 1 on every video (selected by ``hf_overrides``)."""
+class STCQwen3VLModel(STCVideoModel):
+    """stc's stage 1 for a vLLM Qwen3-VL class (dense or MoE): put it before that class."""
 
-    stc_model_type = "qwen3_vl"
-
-    def __init__(self, *, vllm_config, prefix: str = "model"):
+    def __init__(self, *, vllm_config, prefix: str = ""):  # named: vLLM's loader checks for both
         options = self._stc_before_init(vllm_config)
         super().__init__(vllm_config=vllm_config, prefix=prefix)
         self._stc_after_init(options)
@@ -204,3 +207,27 @@ class STCQwen3VLForConditionalGeneration(STCVideoModel, Qwen3VLForConditionalGen
                 retention_mask=mask,
             ))
         return tuple(out)
+
+
+@MULTIMODAL_REGISTRY.register_processor(
+    STCQwen3VLMultiModalProcessor, info=Qwen3VLProcessingInfo, dummy_inputs=Qwen3VLDummyInputsBuilder
+)
+class STCQwen3VLForConditionalGeneration(STCQwen3VLModel, Qwen3VLForConditionalGeneration):
+    """Qwen3-VL with stc's stage 1 on every video (selected by ``hf_overrides``)."""
+
+    stc_model_type = "qwen3_vl"
+
+
+class STCQwen3VLMoeMultiModalProcessor(STCQwen3VLMultiModalProcessor):
+    """`STCQwen3VLMultiModalProcessor` for Qwen3-VL-MoE checkpoints."""
+
+    stc_model_type = "qwen3_vl_moe"
+
+
+@MULTIMODAL_REGISTRY.register_processor(
+    STCQwen3VLMoeMultiModalProcessor, info=Qwen3VLMoeProcessingInfo, dummy_inputs=Qwen3VLDummyInputsBuilder
+)
+class STCQwen3VLMoeForConditionalGeneration(STCQwen3VLModel, Qwen3VLMoeForConditionalGeneration):
+    """Qwen3-VL-MoE with stc's stage 1 on every video (selected by ``hf_overrides``)."""
+
+    stc_model_type = "qwen3_vl_moe"

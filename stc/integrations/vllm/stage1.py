@@ -1,4 +1,4 @@
-"""stc's stage 1 in the shapes vLLM's Qwen2.5-VL and Qwen3-VL work with: pure functions, no
+"""stc's stage 1 in the shapes vLLM's Qwen2.5-VL and Qwen3-VL (dense and MoE) work with: pure functions, no
 vLLM import.
 
 vLLM hands a pruning model each video as one flat run of merged tokens [T*N, D] (row-major over
@@ -88,12 +88,11 @@ def options_from_config(hf_config) -> Stage1Options:
 ARCHITECTURES = {
     "qwen2_5_vl": "STCQwen2_5_VLForConditionalGeneration",
     "qwen3_vl": "STCQwen3VLForConditionalGeneration",
+    "qwen3_vl_moe": "STCQwen3VLMoeForConditionalGeneration",
 }
 SUPPORTED_MODEL_TYPES = tuple(ARCHITECTURES)
 # families stc's library compresses but its vLLM plugin does not serve yet, and why
 _NOT_SERVED = {
-    "qwen3_vl_moe": "vLLM serves it with another class (Qwen3VLMoeForConditionalGeneration) that stc does not "
-                    "subclass yet",
     "qwen3_5": "vLLM's Qwen3.5 class is not subclassed by stc yet",
     "qwen3_5_moe": "vLLM's Qwen3.5 class is not subclassed by stc yet",
 }

@@ -1,4 +1,4 @@
-"""A tiny random-weight Qwen2.5-VL or Qwen3-VL checkpoint on disk that vLLM serves offline, and a
+"""A tiny random-weight Qwen2.5-VL, Qwen3-VL or Qwen3-VL-MoE checkpoint on disk that vLLM serves offline, and a
 video for it.
 
 The plugin's tests and benchmark need a checkpoint vLLM loads from a folder without the hub:
@@ -13,7 +13,9 @@ shapes, random weights: for a GPU benchmark).
 classes, DeepStack taps after vision blocks 0-2, interleaved mRoPE) with head dimension 32 in
 the LLM (mRoPE section [8, 4, 4]) and the vision tower (hidden 64, 2 heads), 4 LLM layers so
 that DeepStack's 3 levels land inside it; frames of at most 224 x 224 pixels (7 x 7 merged
-tokens per temporal patch at patch 16). Only ``size="tiny"``.
+tokens per temporal patch at patch 16). Only ``size="tiny"``. ``model_type="qwen3_vl_moe"``: the
+same from stc's tiny Qwen3-VL-MoE (4 experts, 2 per token, expert MLP 32; the experts stored
+as released checkpoints store them).
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def _reinit(model, seed: int) -> None:
         if param.dim() == 1:
             param.copy_(torch.ones_like(param) if "norm" in name or "ln_q" in name else torch.zeros_like(param))
             continue
-        fan_in = math.prod(param.shape[1:])
+        # MoE experts are stacked [experts, out, in]; everything else is [out, in, ...]
+        fan_in = param.shape[-1] if param.dim() == 3 and ".experts." in name else math.prod(param.shape[1:])
         std = 0.25 if "embed_tokens" in name else 1.0 / math.sqrt(fan_in)
         if any(k in name for k in ("q_proj", "k_proj", ".qkv.", "lm_head")):
             std *= 2.0
@@ -59,14 +62,14 @@ def _reinit(model, seed: int) -> None:
 
 def write_checkpoint(path: str | Path, *, size: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32,
                      model_type: str = "qwen2_5_vl") -> Path:
-    """Write a random-weight Qwen2.5-VL or Qwen3-VL (config, safetensors, tokenizer, processors)
-    to ``path``."""
-    if model_type == "qwen3_vl":
+    """Write a random-weight Qwen2.5-VL, Qwen3-VL or Qwen3-VL-MoE (config, safetensors, tokenizer,
+    processors) to ``path``."""
+    if model_type in ("qwen3_vl", "qwen3_vl_moe"):
         if size != "tiny":
-            raise ValueError(f"the Qwen3-VL checkpoint comes in size 'tiny' only, got {size!r}")
-        return _write_qwen3_vl(Path(path), seed, dtype)
+            raise ValueError(f"the {model_type} checkpoint comes in size 'tiny' only, got {size!r}")
+        return _write_qwen3_vl(Path(path), seed, dtype, moe=model_type == "qwen3_vl_moe")
     if model_type != "qwen2_5_vl":
-        raise ValueError(f"model_type must be 'qwen2_5_vl' or 'qwen3_vl', got {model_type!r}")
+        raise ValueError(f"model_type must be 'qwen2_5_vl', 'qwen3_vl' or 'qwen3_vl_moe', got {model_type!r}")
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     from ...models.tiny import TINY_QWEN2_5_VL, set_generation_ids, tiny_config, tiny_processor
@@ -101,34 +104,59 @@ def write_checkpoint(path: str | Path, *, size: str = "tiny", seed: int = 0, dty
     return path
 
 
-def _write_qwen3_vl(path: Path, seed: int, dtype: torch.dtype) -> Path:
-    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+def _write_qwen3_vl(path: Path, seed: int, dtype: torch.dtype, moe: bool = False) -> Path:
+    from transformers import (Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLMoeConfig,
+                              Qwen3VLMoeForConditionalGeneration)
 
-    from ...models.tiny import TINY_QWEN3_VL, set_generation_ids, tiny_config, tiny_processor
+    from ...models.tiny import TINY_QWEN3_VL, TINY_QWEN3_VL_MOE, set_generation_ids, tiny_config, tiny_processor
 
-    base = tiny_config(TINY_QWEN3_VL).to_dict()
+    name = TINY_QWEN3_VL_MOE if moe else TINY_QWEN3_VL
+    config_class, model_class = ((Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration) if moe
+                                 else (Qwen3VLConfig, Qwen3VLForConditionalGeneration))
+    base = tiny_config(name).to_dict()
     text = {k: v for k, v in base["text_config"].items() if k != "layer_types"}
     text.update(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
                 num_key_value_heads=2, head_dim=32, tie_word_embeddings=False)
+    if moe:
+        # transformers always renormalises the top-k routing weights (its config dropped the key);
+        # vLLM 0.32 reads it from the config, as the real checkpoints' config.json gives it
+        text.update(moe_intermediate_size=32, norm_topk_prob=True)
     text["rope_parameters"] = {**text["rope_parameters"], "mrope_section": [8, 4, 4]}
     vision = {**base["vision_config"], "hidden_size": 64, "intermediate_size": 128, "num_heads": 2,
               "out_hidden_size": 128}
     keys = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
-    config = Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False,
-                           **{k: base[k] for k in keys})
+    config = config_class(text_config=text, vision_config=vision, tie_word_embeddings=False,
+                          **{k: base[k] for k in keys})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Qwen3VLForConditionalGeneration._from_config(config, dtype=torch.float32)
+        model = model_class._from_config(config, dtype=torch.float32)
     _reinit(model, seed)
-    set_generation_ids(model, TINY_QWEN3_VL)
+    set_generation_ids(model, name)
     model.to(dtype)
     model.save_pretrained(path)
-    processor = tiny_processor(TINY_QWEN3_VL)
+    if moe:
+        _experts_as_released(path)
+    processor = tiny_processor(name)
     for proc in (processor.image_processor, processor.video_processor):
         # the video processor sizes frames from the whole video's pixel count: up to 32 frames at 224 x 224
         proc.size = {"shortest_edge": 64 * 64, "longest_edge": _MAX_PIXELS * (32 if proc is processor.video_processor else 1)}
     processor.save_pretrained(path)
     return path
+
+
+def _experts_as_released(path: Path) -> None:
+    """Store the stacked expert weights as the released Qwen3-VL-MoE checkpoints do, [experts, in,
+    out], which is what vLLM 0.32 loads: transformers keeps them as [experts, out, in] and saves
+    them so, transposing released ones on load (only where the shapes differ, so no expert
+    matrix here is square: 2 x 32 and 32 against hidden 128)."""
+    from safetensors.torch import load_file, save_file
+
+    for file in path.glob("*.safetensors"):
+        tensors = load_file(file)
+        for name, tensor in tensors.items():
+            if name.endswith((".experts.gate_up_proj", ".experts.down_proj")):
+                tensors[name] = tensor.transpose(1, 2).contiguous()
+        save_file(tensors, file, metadata={"format": "pt"})
 
 
 def make_video(num_frames: int, *, side: int = 224, seed: int = 0) -> np.ndarray:
