@@ -9,7 +9,7 @@ budget buys ("same cost, more frames").
 
 The entry point only: the flags become one `stc.demo.app_state.AppState`, which is passed to the
 page (`stc.demo.tabs.DemoApp`: one module per tab, one admission path, Gradio's overrides in
-`stc.demo.gradio_overrides`); the logic lives in the stc.demo package and stc/viz.py. Importing
+`stc.demo.gradio_overrides`); the logic lives in the stc.demo package and stc.viz. Importing
 this module loads nothing: `create_app(argv)` reads the flags, loads the default model and builds
 the page; `python app.py` (what a Space runs) calls it, then launches.
 

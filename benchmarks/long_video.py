@@ -60,7 +60,7 @@ frames, budget, threads, kind = json.loads(sys.argv[1])
 if threads:
     torch.set_num_threads(threads)
 import gradio, os, stc
-from stc.models.base import CHUNK_FRAMES
+from stc.models.streaming import CHUNK_FRAMES
 from stc.stream import StreamCompressor
 clip = os.path.join(os.path.dirname(gradio.__file__), "media_assets", "videos", "world.mp4")
 llm = stc.load("tiny-random/llava-onevision")

@@ -49,7 +49,7 @@ def remote_code_checkpoint(tmp_path):
     return folder, marker
 
 
-SUPPORTED = "supported types: llava_onevision, qwen2_5_vl, qwen2_vl"
+SUPPORTED = "supported types: llava_onevision, qwen2_5_vl, qwen2_vl, qwen3_5, qwen3_5_moe, qwen3_vl, qwen3_vl_moe"
 
 
 def test_unsupported_model_type_names_the_supported_ones(bert_checkpoint):

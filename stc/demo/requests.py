@@ -21,7 +21,7 @@ from typing import ClassVar
 from ..config import STCConfig
 from ..methods import get_method, list_methods
 from ..models import VideoLLM
-from ..models.base import MAX_QUESTION_CHARS, check_question
+from ..models.family import MAX_QUESTION_CHARS, check_question
 from ..video import VideoInfo, probe
 
 RETENTION_PERCENT = (1.0, 50.0, 2.0)  # min, max, default

@@ -32,11 +32,7 @@ from .prepare import Prepared, inner_layer, prepare
 from .report import provenance, stats
 from .streaming import as_video, streams
 
-# stc.demo.requests, stc.demo.tabs and benchmarks/long_video.py import these from here.
-from .family import MAX_QUESTION_CHARS, check_question  # noqa: E402, F401  isort: skip
-from .streaming import CHUNK_FRAMES  # noqa: E402, F401  isort: skip
-
-__all__ = ["CHUNK_FRAMES", "MAX_QUESTION_CHARS", "Prepared", "VideoLLM", "check_question"]
+__all__ = ["Prepared", "VideoLLM"]
 
 
 class VideoLLM:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ...models.base import MAX_QUESTION_CHARS
+from ...models.family import MAX_QUESTION_CHARS
 from ..app_state import AppState
 from ..gradio_overrides import Demo
 from ..loading import on_space, on_zero_gpu
