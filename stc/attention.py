@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["apply_rope", "attention_received", "causal_attention_rows", "repeat_kv", "rotate_half"]
+__all__ = ["apply_rope", "attention_received", "causal_attention_rows", "received_by_segment", "repeat_kv", "rotate_half"]
 
 
 # transformers' own two helpers, written out here so this light layer loads no model code (each
@@ -60,6 +60,24 @@ def attention_received(q: torch.Tensor, k: torch.Tensor, scale: float, mask: tor
             logits = logits + mask[b].float()
         out.append(logits.softmax(dim=-1).mean(dim=(0, 1)))
     return torch.stack(out)
+
+
+@torch.no_grad()
+def received_by_segment(q: torch.Tensor, k: torch.Tensor, cu_seqlens: torch.Tensor, scale: float) -> torch.Tensor:
+    """Mean attention each token receives within its segment (heads and queries averaged).
+
+    q, k: [L, H, dh] with rotary embedding applied; cu_seqlens: [S + 1] segment bounds (the
+    full-attention block's: one segment per temporal patch). Returns [L] fp32. One segment at a
+    time, heads as the batch, bounds memory at H x l x l.
+    """
+    bounds = cu_seqlens.tolist()
+    out = [q.new_zeros(0, dtype=torch.float32)]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if b > a:
+            qs = q[a:b].transpose(0, 1)[:, None]  # [H, 1, l, dh]
+            ks = k[a:b].transpose(0, 1)[:, None]
+            out.append(attention_received(qs, ks, scale).mean(dim=0))
+    return torch.cat(out)
 
 
 @torch.no_grad()

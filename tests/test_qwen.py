@@ -11,6 +11,7 @@ import torch
 
 import stc
 from stc.results import DROPPED, MERGED_AT_K, REFILLED, SELECTED
+from qwen_probes import eager_weights, positions_seen, stock_run  # tests/ is on sys.path under pytest
 
 QUESTION = "What is happening in this video?"
 NEW_TOKENS = 5
@@ -37,39 +38,7 @@ def _stock_inputs(llm, video):
 
 @pytest.fixture(scope="module")
 def stock(llm, video):
-    """The uncompressed run through stock transformers: inputs, logits, positions, generate."""
-    inputs = _stock_inputs(llm, video)
-    model = llm.model
-    with torch.no_grad():
-        logits = model(**inputs).logits
-    positions, _ = model.model.get_rope_index(
-        inputs["input_ids"], inputs["mm_token_type_ids"], video_grid_thw=inputs["video_grid_thw"],
-        second_per_grid_ts=inputs["second_per_grid_ts"],
-    )
-    with _positions_seen(model) as seen:
-        out = model.generate(
-            **inputs, max_new_tokens=NEW_TOKENS, do_sample=False, output_logits=True, return_dict_in_generate=True
-        )
-    new_ids = out.sequences[0, inputs["input_ids"].shape[1] :]
-    return dict(
-        inputs=inputs, logits=logits, positions=positions[:, 0], sequences=out.sequences, step_logits=out.logits,
-        text=llm.processor.tokenizer.decode(new_ids, skip_special_tokens=True).strip(), seen=seen,
-    )
-
-
-class _positions_seen:
-    """Records the [3, L] mRoPE position ids of every LLM forward (prefill, then each step)."""
-
-    def __init__(self, model):
-        self.rotary = model.model.language_model.rotary_emb
-        self.calls: list[torch.Tensor] = []
-
-    def __enter__(self):
-        self.handle = self.rotary.register_forward_pre_hook(lambda _m, args: self.calls.append(args[1][:, 0].clone()))
-        return self.calls
-
-    def __exit__(self, *exc):
-        self.handle.remove()
+    return stock_run(llm, video, QUESTION, NEW_TOKENS, rope_keys=("video_grid_thw", "second_per_grid_ts"))
 
 
 def _hook_count(model) -> int:
@@ -103,31 +72,15 @@ def test_encoded_layout(llm, video):
 def test_scores_are_eager_attention_received_in_feature_order(llm, video, monkeypatch):
     """Recompute the scores from the block's own eager attention weights, and check the
     window-order -> feature-order mapping on the merger's output (which is in block order)."""
-    from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as qwen
-
     adapter, visual = llm.adapter, llm.model.model.visual
     block = visual.blocks[visual.config.fullatt_block_indexes[-1]]
-    weights, merged_block_order, active = [], [], [False]
-    eager = qwen.eager_attention_forward
-
-    def probe(module, *args, **kwargs):
-        out, w = eager(module, *args, **kwargs)
-        if active[0]:
-            weights.append(w)
-        return out, w
-
-    monkeypatch.setattr(qwen, "eager_attention_forward", probe)
-    monkeypatch.setattr(visual.config, "_attn_implementation", "eager")
-    handles = [
-        block.attn.register_forward_pre_hook(lambda *_: active.__setitem__(0, True)),
-        block.attn.register_forward_hook(lambda *_: active.__setitem__(0, False)),
-        visual.merger.register_forward_hook(lambda _m, _a, out: merged_block_order.append(out)),
-    ]
+    merged_block_order = []
+    handle = visual.merger.register_forward_hook(lambda _m, _a, out: merged_block_order.append(out))
     try:
-        encoded = adapter.encode(video)
+        with eager_weights(monkeypatch, visual, block) as weights:
+            encoded = adapter.encode(video)
     finally:
-        for h in handles:
-            h.remove()
+        handle.remove()
     grid = encoded.aux["video_grid_thw"]
     order = adapter._merged_order(grid)
     assert not torch.equal(order, torch.arange(order.numel())), "window attention must reorder this grid"
@@ -160,7 +113,7 @@ def test_kept_tokens_keep_their_stock_positions(llm, video, stock):
 def test_full_retention_generate_and_answer_equal_stock(llm, video, stock):
     config = stc.STCConfig(retention=1.0, inner_keep=1.0)
     prep = llm.prepare(video, QUESTION, config)
-    with _positions_seen(llm.model) as seen:
+    with positions_seen(llm.model) as seen:
         out = llm.model.generate(
             **prep.inputs.generate_kwargs, max_new_tokens=NEW_TOKENS, do_sample=False, output_logits=True,
             return_dict_in_generate=True,
@@ -178,7 +131,7 @@ def test_two_percent_cache_lengths_and_decode_positions(llm, video, stock):
     budget = config.budget(S * GH * GW)
     assert prep.kept.tokens.shape[0] == budget == 10
     assert prep.inputs.visual_end - prep.inputs.visual_start == budget
-    with _positions_seen(llm.model) as seen, prep.stage2():
+    with positions_seen(llm.model) as seen, prep.stage2():
         out = llm.model.generate(
             **prep.inputs.generate_kwargs, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False,
             return_dict_in_generate=True,

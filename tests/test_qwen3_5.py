@@ -8,13 +8,13 @@ sampled to 5 frames: 3 temporal patches of 8x15 = 120 merged tokens.
 """
 
 import dataclasses
-import sys
 
 import pytest
 import torch
 
 import stc
 from stc.models.inner import InnerPruning
+from qwen_probes import eager_weights, positions_seen, stock_run  # tests/ is on sys.path under pytest
 
 QUESTION = "What is happening in this video?"
 NEW_TOKENS = 5
@@ -33,40 +33,10 @@ def video(gradio_clip):
     return stc.load_video(gradio_clip("world.mp4"), num_frames=5)
 
 
-class _positions_seen:
-    """Records the [3, L] mRoPE position ids of every LLM forward (prefill, then each step)."""
-
-    def __init__(self, model):
-        self.rotary = model.model.language_model.rotary_emb
-        self.calls: list[torch.Tensor] = []
-
-    def __enter__(self):
-        self.handle = self.rotary.register_forward_pre_hook(lambda _m, args: self.calls.append(args[1][:, 0].clone()))
-        return self.calls
-
-    def __exit__(self, *exc):
-        self.handle.remove()
-
-
 @pytest.fixture(scope="module")
 def stock(llm, video):
-    """The uncompressed run through stock transformers: inputs, logits, positions, generate."""
-    conv = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": QUESTION}]}]
-    prompt = llm.processor.apply_chat_template(conv, add_generation_prompt=True)
-    inputs = llm.processor(text=prompt, videos=[video.frames], video_metadata=[video.to_video_metadata()],
-                           do_sample_frames=False, return_tensors="pt")
-    model = llm.model
-    with torch.no_grad():
-        logits = model(**inputs).logits
-    positions, _ = model.model.get_rope_index(inputs["input_ids"], inputs["mm_token_type_ids"],
-                                              video_grid_thw=inputs["video_grid_thw"])
-    with _positions_seen(model) as seen:
-        out = model.generate(**inputs, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False,
-                             output_logits=True, return_dict_in_generate=True)
-    new_ids = out.sequences[0, inputs["input_ids"].shape[1]:]
-    return dict(inputs=inputs, logits=logits, positions=positions[:, 0], sequences=out.sequences,
-                step_logits=out.logits, seen=seen, cache=out.cache,
-                text=llm.processor.tokenizer.decode(new_ids, skip_special_tokens=True).strip())
+    return stock_run(llm, video, QUESTION, NEW_TOKENS, processor_kwargs={"do_sample_frames": False},
+                     min_new_tokens=NEW_TOKENS)
 
 
 def _no_hooks(model) -> bool:
@@ -98,7 +68,7 @@ def test_full_retention_logits_identical_to_stock(llm, video, stock, config):
 def test_full_retention_generate_and_answer_equal_stock(llm, video, stock):
     config = stc.STCConfig(retention=1.0, inner_keep=1.0)
     prep = llm.prepare(video, QUESTION, config)
-    with _positions_seen(llm.model) as seen:
+    with positions_seen(llm.model) as seen:
         out = llm.model.generate(**prep.inputs.generate_kwargs, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
                                  do_sample=False, output_logits=True, return_dict_in_generate=True)
     assert torch.equal(out.sequences, stock["sequences"])
@@ -115,26 +85,8 @@ def test_encoded_layout_and_scores(llm, video, monkeypatch):
     assert encoded.deepstack is None and encoded.nbytes >= encoded.features.numel() * 4
     # the scores: eager attention received in the tower's last block, over each 2x2 merge unit
     visual = llm.model.model.visual
-    module = sys.modules[type(visual.blocks[-1].attn).__module__]
-    weights, active = [], [False]
-    eager = module.eager_attention_forward
-
-    def probe(mod, *args, **kwargs):
-        out, w = eager(mod, *args, **kwargs)
-        if active[0]:
-            weights.append(w)
-        return out, w
-
-    monkeypatch.setattr(module, "eager_attention_forward", probe)
-    monkeypatch.setattr(visual.config, "_attn_implementation", "eager")
-    block = visual.blocks[-1]
-    handles = [block.attn.register_forward_pre_hook(lambda *_: active.__setitem__(0, True)),
-               block.attn.register_forward_hook(lambda *_: active.__setitem__(0, False))]
-    try:
+    with eager_weights(monkeypatch, visual, visual.blocks[-1]) as weights:
         scores = llm.adapter.encode(video).scores
-    finally:
-        for h in handles:
-            h.remove()
     assert len(weights) == S
     received = torch.cat([w[0].float().mean(dim=(0, 1)) for w in weights])
     torch.testing.assert_close(scores, received.view(-1, 4).mean(dim=1).view(S, N), rtol=1e-4, atol=1e-9)
@@ -148,7 +100,7 @@ def test_two_percent_exact_budget_caches_and_decode_positions(llm, video, stock)
     budget = config.budget(S * N)
     assert prep.kept.tokens.shape[0] == budget == 7
     assert int((prep.inputs.generate_kwargs["input_ids"] == llm.model.config.video_token_id).sum()) == budget
-    with _positions_seen(llm.model) as seen, prep.stage2():
+    with positions_seen(llm.model) as seen, prep.stage2():
         out = llm.model.generate(**prep.inputs.generate_kwargs, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
                                  do_sample=False, return_dict_in_generate=True)
     k = llm.inner_layer(config)

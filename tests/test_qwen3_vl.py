@@ -12,6 +12,7 @@ import torch
 import stc
 from stc.compress import Compressed
 from stc.models.qwen3_vl import deepstack_levels
+from qwen_probes import eager_weights, positions_seen, stock_run  # tests/ is on sys.path under pytest
 
 QUESTION = "What is happening in this video?"
 NEW_TOKENS = 5
@@ -30,44 +31,9 @@ def video(gradio_clip):
     return stc.load_video(gradio_clip("world.mp4"), num_frames=5)
 
 
-def _stock_inputs(llm, video):
-    conv = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": QUESTION}]}]
-    prompt = llm.processor.apply_chat_template(conv, add_generation_prompt=True)
-    return llm.processor(text=prompt, videos=[video.frames], video_metadata=[video.to_video_metadata()],
-                         do_sample_frames=False, return_tensors="pt")
-
-
-class _positions_seen:
-    """Records the [3, L] mRoPE position ids of every LLM forward (prefill, then each step)."""
-
-    def __init__(self, model):
-        self.rotary = model.model.language_model.rotary_emb
-        self.calls: list[torch.Tensor] = []
-
-    def __enter__(self):
-        self.handle = self.rotary.register_forward_pre_hook(lambda _m, args: self.calls.append(args[1][:, 0].clone()))
-        return self.calls
-
-    def __exit__(self, *exc):
-        self.handle.remove()
-
-
 @pytest.fixture(scope="module")
 def stock(llm, video):
-    """The uncompressed run through stock transformers: inputs, logits, positions, generate."""
-    inputs = _stock_inputs(llm, video)
-    model = llm.model
-    with torch.no_grad():
-        logits = model(**inputs).logits
-    positions, _ = model.model.get_rope_index(inputs["input_ids"], inputs["mm_token_type_ids"],
-                                              video_grid_thw=inputs["video_grid_thw"])
-    with _positions_seen(model) as seen:
-        out = model.generate(**inputs, max_new_tokens=NEW_TOKENS, do_sample=False, output_logits=True,
-                             return_dict_in_generate=True)
-    new_ids = out.sequences[0, inputs["input_ids"].shape[1]:]
-    return dict(inputs=inputs, logits=logits, positions=positions[:, 0], sequences=out.sequences,
-                step_logits=out.logits, seen=seen,
-                text=llm.processor.tokenizer.decode(new_ids, skip_special_tokens=True).strip())
+    return stock_run(llm, video, QUESTION, NEW_TOKENS, processor_kwargs={"do_sample_frames": False})
 
 
 def _hook_count(model) -> int:
@@ -95,7 +61,7 @@ def test_full_retention_logits_identical_to_stock(llm, video, stock, config):
 def test_full_retention_generate_and_answer_equal_stock(llm, video, stock):
     config = stc.STCConfig(retention=1.0, inner_keep=1.0)
     prep = llm.prepare(video, QUESTION, config)
-    with _positions_seen(llm.model) as seen:
+    with positions_seen(llm.model) as seen:
         out = llm.model.generate(**prep.inputs.generate_kwargs, max_new_tokens=NEW_TOKENS, do_sample=False,
                                  output_logits=True, return_dict_in_generate=True)
     assert torch.equal(out.sequences, stock["sequences"])
@@ -120,29 +86,9 @@ def test_encoded_layout(llm, video, stock):
 
 
 def test_scores_are_eager_attention_received_of_the_last_block(llm, video, monkeypatch):
-    import sys
-
-    visual = llm.model.model.visual
-    qwen3 = sys.modules[type(visual.blocks[-1].attn).__module__]  # qwen3_vl's or qwen3_vl_moe's
-    weights, active = [], [False]
-    eager = qwen3.eager_attention_forward
-
-    def probe(module, *args, **kwargs):
-        out, w = eager(module, *args, **kwargs)
-        if active[0]:
-            weights.append(w)
-        return out, w
-
-    monkeypatch.setattr(qwen3, "eager_attention_forward", probe)
-    monkeypatch.setattr(visual.config, "_attn_implementation", "eager")
-    block = visual.blocks[-1]
-    handles = [block.attn.register_forward_pre_hook(lambda *_: active.__setitem__(0, True)),
-               block.attn.register_forward_hook(lambda *_: active.__setitem__(0, False))]
-    try:
+    visual = llm.model.model.visual  # qwen3_vl's or qwen3_vl_moe's
+    with eager_weights(monkeypatch, visual, visual.blocks[-1]) as weights:
         encoded = llm.adapter.encode(video)
-    finally:
-        for h in handles:
-            h.remove()
     assert len(weights) == S  # one full-attention chunk per temporal patch
     received = torch.cat([w[0].float().mean(dim=(0, 1)) for w in weights])
     torch.testing.assert_close(encoded.scores, received.view(-1, 4).mean(dim=1).view(S, N), rtol=1e-4, atol=1e-9)
@@ -215,7 +161,7 @@ def test_two_percent_exact_budget_cache_lengths_and_decode_positions(llm, video,
     budget = config.budget(S * N)
     assert prep.kept.tokens.shape[0] == budget == 7
     assert int((prep.inputs.generate_kwargs["input_ids"] == llm.model.config.video_token_id).sum()) == budget
-    with _positions_seen(llm.model) as seen, prep.stage2():
+    with positions_seen(llm.model) as seen, prep.stage2():
         out = llm.model.generate(**prep.inputs.generate_kwargs, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
                                  do_sample=False, return_dict_in_generate=True)
     k = llm.inner_layer(config)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from stc.arith import round_half_up
+from stc.attention import received_by_segment
 from stc.compress import compress_tokens
 from stc.integrations.vllm import ARCHITECTURE, hf_overrides
 from stc.integrations.vllm.stage1 import (
@@ -14,7 +15,6 @@ from stc.integrations.vllm.stage1 import (
     compress_video,
     merge_unit_scores,
     options_from_config,
-    received_by_segment,
     video_budget,
     video_positions,
 )

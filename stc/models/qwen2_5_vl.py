@@ -29,7 +29,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.vision_utils import get_vision_window_index
 
-from ..attention import attention_received, rotate_half
+from ..attention import received_by_segment, rotate_half
 from ..compress import Compressed
 from ..results import Encoded
 from ..video import Video
@@ -37,10 +37,11 @@ from .family import FamilyAdapter, PromptInputs
 
 
 def received_hook(received: list[torch.Tensor]):
-    """A forward pre-hook (with kwargs) for a Qwen vision block's attention that appends, per
-    attention chunk of ``cu_seqlens`` (a temporal patch, or a window), the mean attention each
-    patch RECEIVES there ([l] fp32; heads and the chunk's queries averaged), recomputed from the
-    block's own qkv and rotary embedding. Qwen2-VL, Qwen2.5-VL and Qwen3-VL's towers share it."""
+    """A forward pre-hook (with kwargs) for a Qwen vision block's attention that appends the mean
+    attention each patch RECEIVES within its chunk of ``cu_seqlens`` (a temporal patch, or a
+    window): [L] fp32 (`stc.attention.received_by_segment`, as vLLM's plugin scores), recomputed
+    from the block's own qkv and rotary embedding. Qwen2-VL, Qwen2.5-VL and Qwen3-VL's towers
+    share it."""
 
     def hook(attn, args, kwargs):
         hidden = args[0] if args else kwargs["hidden_states"]
@@ -51,12 +52,7 @@ def received_hook(received: list[torch.Tensor]):
         cos, sin = cos.float()[:, None], sin.float()[:, None]
         q = q.float() * cos + rotate_half(q.float()) * sin  # as apply_rotary_pos_emb_vision
         k = k.float() * cos + rotate_half(k.float()) * sin
-        bounds = cu_seqlens.tolist()
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            # one temporal patch; heads as the batch bounds memory at one l x l map
-            qs = q[a:b].transpose(0, 1)[:, None]  # [H, 1, l, dh]
-            ks = k[a:b].transpose(0, 1)[:, None]
-            received.append(attention_received(qs, ks, attn.scaling).mean(dim=0))
+        received.append(received_by_segment(q, k, cu_seqlens, attn.scaling))
 
     return hook
 

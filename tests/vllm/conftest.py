@@ -17,6 +17,27 @@ if not IN_VLLM_ENV:
     collect_ignore_glob = ["test_*.py"]
 
 
+def wait_until_healthy(proc: subprocess.Popen, port: int, log: Path, seconds: float = 300) -> None:
+    """Wait for the OpenAI server ``proc`` on ``port`` to answer /health; fail with the end of its
+    ``log`` if it exits or is not up within ``seconds``."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError("the server exited:\n" + log.read_text()[-6000:])
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no server in {seconds:.0f} s:\n" + log.read_text()[-6000:])
+        time.sleep(1)
+
+
 def need(condition: bool, reason: str) -> None:
     """Skip locally when ``condition`` fails; under CI=true fail instead (nothing may skip there)."""
     if not condition:

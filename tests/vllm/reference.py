@@ -53,6 +53,21 @@ def _positions(s: int, grid: tuple[int, int, int], t_factor: float, source: torc
     return torch.cat([before, video, (text_start + torch.arange(after)).expand(3, -1)], dim=1)
 
 
+def _encode_and_compress(adapter, frames: np.ndarray, fps: float, retention: float,
+                         vision: tuple[torch.Tensor, torch.Tensor] | None):
+    """transformers' encoding of ``frames`` (the `Encoded`), the features and scores stage 1 reads
+    (vLLM's own when ``vision`` is given: see the module docstring) and stc's stage 1 on them."""
+    video = Video(frames=frames, timestamps=np.arange(len(frames)) / fps, fps=fps, duration=len(frames) / fps,
+                  frame_indices=np.arange(len(frames)), total_frames=len(frames))
+    encoded = adapter.encode(video)
+    features, scores = encoded.features, encoded.scores
+    if vision is not None:
+        features = vision[0].reshape(features.shape).to(features)
+        scores = vision[1].reshape(scores.shape).to(scores)
+    s_patches, n, _ = features.shape
+    return encoded, features, scores, compress_tokens(features, scores, budget_for(retention, s_patches * n))
+
+
 @torch.no_grad()
 def reference(adapter, frames: np.ndarray, fps: float, prompt: str, retention: float, max_tokens: int,
               text_offset: int | None = None, vision: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
@@ -61,15 +76,8 @@ def reference(adapter, frames: np.ndarray, fps: float, prompt: str, retention: f
     docstring). Also returns transformers' own "features" [S, N, D] and "scores" [S, N], and the
     kept tokens' "source"."""
     model, tokenizer = adapter.model, adapter.processor.tokenizer
-    video = Video(frames=frames, timestamps=np.arange(len(frames)) / fps, fps=fps, duration=len(frames) / fps,
-                  frame_indices=np.arange(len(frames)), total_frames=len(frames))
-    encoded = adapter.encode(video)
+    encoded, features, scores, kept = _encode_and_compress(adapter, frames, fps, retention, vision)
     s_patches, n, _ = encoded.features.shape
-    features, scores = encoded.features, encoded.scores
-    if vision is not None:
-        features = vision[0].reshape(features.shape).to(features)
-        scores = vision[1].reshape(scores.shape).to(scores)
-    kept = compress_tokens(features, scores, budget_for(retention, s_patches * n))
     pad = "<|video_pad|>"
     before, after = prompt.split(pad)
     ids_before = tokenizer(before, add_special_tokens=False)["input_ids"]
@@ -128,15 +136,8 @@ def reference_qwen3_vl(adapter, frames: np.ndarray, fps: float, prompt: str, ret
     from stc.models.qwen3_vl import deepstack_levels
 
     model, tokenizer = adapter.model, adapter.processor.tokenizer
-    video = Video(frames=frames, timestamps=np.arange(len(frames)) / fps, fps=fps, duration=len(frames) / fps,
-                  frame_indices=np.arange(len(frames)), total_frames=len(frames))
-    encoded = adapter.encode(video)
+    encoded, features, scores, kept = _encode_and_compress(adapter, frames, fps, retention, vision)
     s_patches, n, _ = encoded.features.shape
-    features, scores = encoded.features, encoded.scores
-    if vision is not None:
-        features = vision[0].reshape(features.shape).to(features)
-        scores = vision[1].reshape(scores.shape).to(scores)
-    kept = compress_tokens(features, scores, budget_for(retention, s_patches * n))
     before, after = prompt.split("<|video_pad|>")
     ids_before = tokenizer(before, add_special_tokens=False)["input_ids"]
     ids_after = tokenizer(after, add_special_tokens=False)["input_ids"]

@@ -16,13 +16,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import QUESTIONS, need
+from conftest import QUESTIONS, need, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -73,20 +71,8 @@ def served(tmp_path_factory, real_clips, run):
     log = open(folder / "serve.log", "w")
     proc = subprocess.Popen(["bash", "-c", cmd], cwd=folder, stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"}, start_new_session=True)
-    deadline = time.monotonic() + 300
     try:
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError("the README's serve command exited:\n" + (folder / "serve.log").read_text()[-6000:])
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("no server in 300 s:\n" + (folder / "serve.log").read_text()[-6000:])
-            time.sleep(1)
+        wait_until_healthy(proc, port, folder / "serve.log")
         yield {"folder": folder, "port": port, "model": str(run["checkpoint"]), "log": folder / "serve.log"}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

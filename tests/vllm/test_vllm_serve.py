@@ -13,11 +13,10 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import need
+from conftest import need, wait_until_healthy
 
 from stc.integrations.vllm import hf_overrides
 from stc.integrations.vllm.tiny import write_checkpoint
@@ -44,22 +43,8 @@ def server(tmp_path_factory):
     log = open(folder / "serve.log", "w")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=folder, env=env, start_new_session=True)
-    import urllib.request
-
-    deadline = time.monotonic() + 300
     try:
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError("vllm serve exited:\n" + (folder / "serve.log").read_text()[-6000:])
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("vllm serve did not come up in 300 s:\n" + (folder / "serve.log").read_text()[-6000:])
-            time.sleep(1)
+        wait_until_healthy(proc, port, folder / "serve.log")
         yield f"http://127.0.0.1:{port}/v1", folder / "serve.log"
     finally:
         proc.terminate()

@@ -32,7 +32,8 @@ import dataclasses
 import torch
 from vllm.distributed import get_tensor_model_parallel_world_size, tensor_model_parallel_all_reduce
 
-from .stage1 import ARCHITECTURES, Stage1Options, check_config, merge_unit_scores, received_by_segment, uncompressed_prompt
+from ...attention import received_by_segment
+from .stage1 import ARCHITECTURES, Stage1Options, check_config, merge_unit_scores, uncompressed_prompt
 
 __all__ = ["ReceivedAttention", "STCVideoModel"]
 

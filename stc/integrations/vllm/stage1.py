@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from ...arith import budget_for
-from ...attention import attention_received
 from ...compress import DEFAULT_CLUSTER_RATIO, DEFAULT_KNN_K, DEFAULT_TAU, compress_tokens
 from ...config import STCConfig
 
@@ -39,7 +38,6 @@ __all__ = [
     "compress_video",
     "merge_unit_scores",
     "options_from_config",
-    "received_by_segment",
     "uncompressed_prompt",
     "video_budget",
     "video_positions",
@@ -135,24 +133,6 @@ def video_budget(grid_thw, merge: int, retention: float) -> int:
     the number of temporal patches and N = (h / merge) * (w / merge) their merged tokens."""
     t, gh, gw = _grid(grid_thw, merge)
     return budget_for(retention, t * gh * gw)
-
-
-@torch.no_grad()
-def received_by_segment(q: torch.Tensor, k: torch.Tensor, cu_seqlens: torch.Tensor, scale: float) -> torch.Tensor:
-    """Mean attention each token receives within its segment (heads and queries averaged).
-
-    q, k: [L, H, dh] with rotary embedding applied; cu_seqlens: [S + 1] segment bounds (the
-    full-attention block's: one segment per temporal patch). Returns [L] fp32. One segment at a
-    time, heads as the batch, bounds memory at H x l x l.
-    """
-    bounds = cu_seqlens.tolist()
-    out = [q.new_zeros(0, dtype=torch.float32)]
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        if b > a:
-            qs = q[a:b].transpose(0, 1)[:, None]  # [H, 1, l, dh]
-            ks = k[a:b].transpose(0, 1)[:, None]
-            out.append(attention_received(qs, ks, scale).mean(dim=0))
-    return torch.cat(out)
 
 
 def merge_unit_scores(received: torch.Tensor, merge_unit: int, window_index: torch.Tensor) -> torch.Tensor:
