@@ -7,43 +7,14 @@ immutable: runtime state never lives here.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields, replace
-from numbers import Integral, Real
 from typing import Any, Mapping
 
 from .arith import budget_for
+from .checks import check_int, check_real
 from .compress import DEFAULT_CLUSTER_RATIO, DEFAULT_KNN_K, DEFAULT_TAU
 from .merge import DEFAULT_TEXT_WEIGHT
 from .methods import POSITIONS, get_method
-
-
-def _check_real(name: str, value, lo: float, hi: float, *, lo_open: bool, hi_open: bool) -> float:
-    """Return ``value`` as float or raise ValueError naming the field and its allowed range."""
-    left, right = ("(" if lo_open else "["), (")" if hi_open else "]")
-    allowed = f"{left}{lo:g}, {hi:g}{right}"
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise ValueError(f"{name} must be a number in {allowed}, got {value!r}")
-    value = float(value)
-    bad = (
-        math.isnan(value)
-        or value < lo
-        or value > hi
-        or (lo_open and value == lo)
-        or (hi_open and value == hi)
-    )
-    if bad:
-        raise ValueError(f"{name} must be in {allowed}, got {value!r}")
-    return value
-
-
-def _check_int(name: str, value, lo: int, hi: float = math.inf) -> int:
-    allowed = f"[{lo}, {'inf' if hi == math.inf else int(hi)}]"
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise ValueError(f"{name} must be an integer in {allowed}, got {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in {allowed}, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -98,19 +69,19 @@ class STCConfig:
         if self.max_tokens is not None:
             if self.retention is not None:
                 raise ValueError("give retention or max_tokens, not both")
-            checked = {"max_tokens": _check_int("max_tokens", self.max_tokens, 1)}
+            checked = {"max_tokens": check_int("max_tokens", self.max_tokens, 1)}
         elif self.retention is None:
             raise ValueError("STCConfig needs retention (a fraction of the tokens) or max_tokens (a token budget)")
         else:
-            checked = {"retention": _check_real("retention", self.retention, 0.0, 1.0, lo_open=True, hi_open=False)}
+            checked = {"retention": check_real("retention", self.retention, 0.0, 1.0, lo_open=True, hi_open=False)}
         checked |= {
-            "tau": _check_real("tau", self.tau, 0.0, 1.0, lo_open=True, hi_open=False),
-            "cluster_ratio": _check_real(
+            "tau": check_real("tau", self.tau, 0.0, 1.0, lo_open=True, hi_open=False),
+            "cluster_ratio": check_real(
                 "cluster_ratio", self.cluster_ratio, 0.0, 1.0, lo_open=False, hi_open=True
             ),
-            "knn_k": _check_int("knn_k", self.knn_k, 1),
-            "inner_keep": _check_real("inner_keep", self.inner_keep, 0.0, 1.0, lo_open=True, hi_open=False),
-            "text_weight": _check_real(
+            "knn_k": check_int("knn_k", self.knn_k, 1),
+            "inner_keep": check_real("inner_keep", self.inner_keep, 0.0, 1.0, lo_open=True, hi_open=False),
+            "text_weight": check_real(
                 "text_weight", self.text_weight, 0.0, 1.0, lo_open=False, hi_open=False
             ),
         }
@@ -124,7 +95,7 @@ class STCConfig:
             raise ValueError(f"positions must be one of {', '.join(map(repr, POSITIONS))}, got {self.positions!r}")
         checked["options"] = method.check_options(self.options, self.retention)
         if self.inner_layer is not None:
-            checked["inner_layer"] = _check_int("inner_layer", self.inner_layer, 0)
+            checked["inner_layer"] = check_int("inner_layer", self.inner_layer, 0)
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 

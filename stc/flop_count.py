@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .arith import default_inner_layer, round_half_up
+from .checks import check_int
 
 __all__ = ["ARCHITECTURES", "LLMDims", "default_inner_layer", "flops", "llm_dims", "register_configs"]
 
@@ -171,12 +172,6 @@ def llm_dims(model) -> LLMDims:
     )
 
 
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
 def flops(
     model,
     visual_tokens: int,
@@ -201,13 +196,13 @@ def flops(
     """
     dims = llm_dims(model)
     d, m, num_layers = dims.hidden_size, dims.intermediate_size, dims.num_hidden_layers
-    visual = _check_int("visual_tokens", visual_tokens, 0)
-    text = _check_int("text_tokens", text_tokens, 0)
-    decode = _check_int("decode_tokens", decode_tokens, 0)
+    visual = check_int("visual_tokens", visual_tokens, 0)
+    text = check_int("text_tokens", text_tokens, 0)
+    decode = check_int("decode_tokens", decode_tokens, 0)
     if isinstance(inner_keep, bool) or not isinstance(inner_keep, numbers.Real) or not 0 < inner_keep <= 1:
         raise ValueError(f"inner_keep must be a number in (0, 1], got {inner_keep!r}")
     if inner_layer is not None:
-        inner_layer = _check_int("inner_layer", inner_layer, 0)
+        inner_layer = check_int("inner_layer", inner_layer, 0)
         if inner_layer > num_layers:
             raise ValueError(f"inner_layer must be <= num_hidden_layers ({num_layers}), got {inner_layer}")
 

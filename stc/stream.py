@@ -52,6 +52,7 @@ from dataclasses import dataclass
 import torch
 
 from .arith import round_half_up, segment_mean
+from .checks import check_int
 from .compress import (
     DEFAULT_CLUSTER_RATIO,
     DEFAULT_KNN_K,
@@ -73,12 +74,6 @@ WINDOW_FRAMES = 64
 BLOCK_FRAMES = 16
 # Cluster sets held at once (a binary counter holds log2(blocks) + 1: 7 for 1,024 frames of 16).
 MAX_SUMMARIES = 8
-
-
-def _check_int(name: str, value, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return value
 
 
 class _Column:
@@ -170,19 +165,19 @@ class StreamCompressor:
     def __init__(self, budget: int, *, tau: float = DEFAULT_TAU, cluster_ratio: float = DEFAULT_CLUSTER_RATIO,
                  knn_k: int = DEFAULT_KNN_K, window: int = WINDOW_FRAMES, block: int = BLOCK_FRAMES,
                  temporal: bool = False, gap: int = DEFAULT_GAP):
-        self.budget = _check_int("budget", budget, 1)
+        self.budget = check_int("budget", budget, 1)
         if not isinstance(temporal, bool):
             raise ValueError(f"temporal must be True or False, got {temporal!r}")
         self.temporal = temporal
-        self.gap = _check_int("gap", gap, 0)
+        self.gap = check_int("gap", gap, 0)
         if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau <= 1:
             raise ValueError(f"tau must be in (0, 1], got {tau!r}")
         if isinstance(cluster_ratio, bool) or not isinstance(cluster_ratio, (int, float)) or not 0 <= cluster_ratio < 1:
             raise ValueError(f"cluster_ratio must be in [0, 1), got {cluster_ratio!r}")
         self.tau, self.cluster_ratio = float(tau), float(cluster_ratio)
-        self.knn_k = _check_int("knn_k", knn_k, 1)
-        self.window = _check_int("window", window, 1)
-        self.block = _check_int("block", block, 1)
+        self.knn_k = check_int("knn_k", knn_k, 1)
+        self.window = check_int("window", window, 1)
+        self.block = check_int("block", block, 1)
         self.quota = budget - round_half_up(self.cluster_ratio * budget)
         self.frames = 0  # frames added
         self._shape: tuple[int, int, torch.dtype, torch.device] | None = None  # N, D, dtype, device

@@ -17,7 +17,8 @@ PACKAGE = ROOT / "stc"
 LAYERS = {
     "stc.arith": 0,  # shared arithmetic: rounding, budgets, segment means, the depth rule
     "stc.results": 0,  # what the stages and an answer produce, as plain data
-    "stc.messages": 0,  # errors as one short line, for every layer that words them
+    "stc.messages": 0,
+    "stc.checks": 0,  # checks of user-given numbers, worded alike in every layer  # errors as one short line, for every layer that words them
     "stc.compress": 1,  # stage 1, pure tensor functions (stc.compress.st: stc-st's, on stc's)
     "stc.stream": 2,  # stage 1 over a stream of frames (uses stc.compress: one layer up)
     "stc.merge": 1,  # stage 2, pure tensor functions
@@ -45,7 +46,7 @@ def _installed(package: str) -> bool:
     """A real package, not a namespace match on a folder (tests/vllm is one under pytest)."""
     spec = importlib.util.find_spec(package)
     return spec is not None and spec.origin is not None
-LIGHT = ["stc", "stc.arith", "stc.results", "stc.messages", "stc.compress", "stc.compress.st", "stc.stream", "stc.merge", "stc.methods", "stc.config", "stc.flop_count",
+LIGHT = ["stc", "stc.arith", "stc.results", "stc.messages", "stc.checks", "stc.compress", "stc.compress.st", "stc.stream", "stc.merge", "stc.methods", "stc.config", "stc.flop_count",
          "stc.video", "stc.viz"]
 
 
