@@ -70,16 +70,29 @@ def test_baseline_frames_are_the_largest_count_that_fits(tiny, budget, frames):
     assert np.all(np.diff(index) > 0)
 
 
-def test_qwen_tokens_come_from_its_own_grid():
+@pytest.mark.parametrize("model_id", [logic.TINY_QWEN, logic.TINY_QWEN3_VL])
+def test_qwen_tokens_come_from_its_own_grid(model_id):
     from stc.video import load_video
 
-    qwen = logic.load_model(logic.TINY_QWEN)
+    qwen = logic.load_model(model_id)
     video = load_video(CLIP, num_frames=8)
     assert logic.visual_tokens(qwen, video) > 300  # not every frame fits: there is a frame more to try
     index, tokens = logic.baseline_frames(qwen, video, 300)
     assert tokens == logic.visual_tokens(qwen, video.take(index)) <= 300 and len(index) < 8
     more = video.take(np.sort(np.r_[index, np.setdiff1d(np.arange(8), index)[:1]]))
     assert logic.visual_tokens(qwen, more) > 300  # one frame more would not fit
+
+
+def test_same_cost_on_qwen3_vl_encodes_every_frame_in_one_pass():
+    """Qwen3-VL (not streamable: its processor sizes frames by the whole video) runs the same-cost
+    mode in one pass: stc sends exactly the budget, the baseline what fits of it."""
+    qwen3 = logic.load_model(logic.TINY_QWEN3_VL)
+    frames, budget = 16, 300
+    result = logic.run_same_cost(qwen3, CLIP, "What is shown?", max_tokens=budget, num_frames=frames,
+                                 max_new_tokens=TOKENS)
+    assert not result.streamed and len(result.frames) == frames
+    assert result.stc.stats.visual_tokens_stage1 == budget
+    assert 0 < result.baseline.stats.visual_tokens <= budget and len(result.baseline_index) < frames
 
 
 def _provenance(frames: int, per_slot: int = 1) -> Provenance:
