@@ -77,6 +77,9 @@ def test_a_space_loads_qwen3_vl_at_start_keeps_it_and_offers_it(monkeypatch):
     pool = logic.ModelPool(capacity=1, loader=loader)
     pool.load_default(logic.LLAVA_OV_7B)
     assert pool.load_also([logic.QWEN3_VL_2B, "broken/model"]) == [logic.QWEN3_VL_2B]
+    capacity = pool.capacity
+    assert pool.load_also([logic.QWEN3_VL_2B]) == [logic.QWEN3_VL_2B]  # an app built twice on one pool
+    assert pool.pinned == [logic.QWEN3_VL_2B] and pool.capacity == capacity
     for pick in (logic.TINY_LLAVA, logic.TINY_QWEN, logic.TINY_QWEN3_VL):
         pool.get(pick)
     assert pool.loaded[:2] == [logic.LLAVA_OV_7B, logic.QWEN3_VL_2B] and pool.loaded[-1] == logic.TINY_QWEN3_VL

@@ -263,7 +263,8 @@ class ModelPool:
                 log.warning("not loading %s at start: %s", mid, err)
                 continue
             with self._lock:
-                self.pinned.append(llm.model_id)
+                if llm.model_id not in self.pinned:  # a second start on the same pool pins nothing twice
+                    self.pinned.append(llm.model_id)
                 self.capacity = max(self.capacity, len(self.pinned) + 2)  # + the default + one pick
             loaded.append(llm.model_id)
         return loaded
