@@ -17,16 +17,18 @@ from stc.models import processors
 from stc.models.processors import (
     TorchLlavaOnevisionVideoProcessor,
     TorchQwen2VLVideoProcessor,
+    TorchQwen3VLVideoProcessor,
     accepting_stand_ins,
     load_processor,
 )
-from stc.models.tiny import TINY_LLAVA_ONEVISION, TINY_QWEN2_5_VL, tiny_processor
+from stc.models.tiny import TINY_LLAVA_ONEVISION, TINY_QWEN2_5_VL, TINY_QWEN3_VL, tiny_processor
 from stc.video import load_video
 
 needs_torchvision = pytest.mark.skipif(not processors.torchvision_works(), reason="torchvision does not import here")
 FAMILIES = {
     TINY_LLAVA_ONEVISION: ("LlavaOnevisionProcessor", "llava_onevision", TorchLlavaOnevisionVideoProcessor),
     TINY_QWEN2_5_VL: ("Qwen2_5_VLProcessor", "qwen2_vl", TorchQwen2VLVideoProcessor),
+    TINY_QWEN3_VL: ("Qwen3VLProcessor", "qwen3_vl", TorchQwen3VLVideoProcessor),
 }
 
 
@@ -192,7 +194,8 @@ def test_a_checkpoint_saved_with_the_stand_in_names_the_real_class(name, tmp_pat
         video_processor=stand_in)
     saved.save_pretrained(tmp_path)
     recorded = json.loads((tmp_path / "processor_config.json").read_text())["video_processor"]
-    real = {"llava_onevision": "LlavaOnevisionVideoProcessor", "qwen2_vl": "Qwen2VLVideoProcessor"}[kind]
+    real = {"llava_onevision": "LlavaOnevisionVideoProcessor", "qwen2_vl": "Qwen2VLVideoProcessor",
+            "qwen3_vl": "Qwen3VLVideoProcessor"}[kind]
     assert recorded["video_processor_type"] == real
 
 
