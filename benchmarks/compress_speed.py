@@ -12,6 +12,7 @@ compare the ratios, never absolute times across runs or machines.
     python benchmarks/compress_speed.py --features runs/features-world-32.pt       # saved ones
     python benchmarks/compress_speed.py --device cuda --clip synthetic --size 7b   # the GPU check's
     python benchmarks/compress_speed.py --features F --threads 1 --cpu-time         # steadier on a busy CPU
+    python benchmarks/compress_speed.py --features F --knn-window 2                 # + stc's bounded search
 
 Features: random ones by default (``--dim`` wide; the four CASES below). ``--clip`` encodes a
 clip (a path, or ``synthetic``: `stc.bench.synthetic_video`) with a random-weight
@@ -21,7 +22,11 @@ compression column sees; 7b, D = 3584, the paper's setting) and saves the featur
 With a clip or a file the cases are its T x N tokens at each ``--retention``. On CUDA every
 call is timed with CUDA events after the warm-up, elsewhere with perf_counter. ``--reference``
 also times stc's stage 1 as it was before issue 26 (tests/stage1_reference.py, the exactness
-tests' reference) for a before/after ratio.
+tests' reference) for a before/after ratio. Every case also times stc with the fp32 distances
+(``options={"distances": "fp32"}``, the arithmetic before issue 26) and, with ``--knn-window W``,
+stc with ``knn_window=W``, and prints what they change against fp32: the share of kept tokens
+(sources) the fp32 result also keeps, and the share of the video's centred variance each output
+explains (1 - sum ||x - out(x)||^2 / sum ||x - mean||^2, out(x) the token x went to).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ PEERS = ["holitom", "fastvid", "visionzip"]
 _CHILD = r"""
 import json, resource, sys, time, torch, stc
 from stc.methods import get_method
-frames, tokens, retention, dim, device, repeats, features_path, methods, reference, threads, cpu_time = json.loads(sys.argv[1])
+frames, tokens, retention, dim, device, repeats, features_path, methods, reference, threads, cpu_time, window = json.loads(sys.argv[1])
 if threads:
     torch.set_num_threads(threads)
 clock = time.process_time if cpu_time else time.perf_counter
@@ -59,6 +64,14 @@ for name in methods:
     method = get_method(name)
     budget = method.counts(config, frames * tokens).stage1
     calls[name] = (lambda m=method, c=config, b=budget: m.compress(features, scores, b, grid=grid, config=c))
+# stc's own variants (issue 26): the fp32 distances (the arithmetic before #26), and a knn_window
+variants = {"stc fp32": {"distances": "fp32"}}
+if window:
+    variants[f"stc w={window}"] = {"knn_window": window}
+for name, options in variants.items():
+    config = stc.STCConfig(retention=retention, options=options)
+    budget = config.budget(frames * tokens)
+    calls[name] = (lambda c=config, b=budget: get_method("stc").compress(features, scores, b, grid=grid, config=c))
 if reference:
     sys.path.insert(0, reference)
     import stage1_reference
@@ -91,8 +104,21 @@ for _ in range(repeats):
             t0 = clock()
             call()
             times[name].append(clock() - t0)
+# What the faster arithmetic changes: tokens kept as with fp32 distances, and the share of the
+# video's (centred) variance the output still explains, 1 - sum ||x - out(x)||^2 / sum ||x - mean||^2.
+x = features.reshape(-1, features.shape[-1]).double()
+spread = float(((x - x.mean(0)) ** 2).sum())
+def explained(o):
+    return 1 - float(((x - o.tokens.double()[o.assignment]) ** 2).sum()) / spread
+exact = calls["stc fp32"]()
+agree = {}
+for name in ["stc", *[v for v in variants if v != "stc fp32"]]:
+    o = calls[name]()
+    shared = len(set(o.source.tolist()) & set(exact.source.tolist())) / exact.source.numel()
+    agree[name] = [shared, explained(o)]
 print(json.dumps({"budget": out.tokens.shape[0], "ms": {n: 1000 * min(t) for n, t in times.items()},
-                  "peak_mib": peak, "input_mib": features.numel() * features.element_size() / 2**20}))
+                  "peak_mib": peak, "input_mib": features.numel() * features.element_size() / 2**20,
+                  "agree": agree, "explained_fp32": explained(exact)}))
 """
 
 
@@ -121,6 +147,8 @@ def main() -> None:
     parser.add_argument("--retention", type=float, nargs="+", default=None, help="only these retentions")
     parser.add_argument("--only", type=int, default=None, help="random features: only cases of this many frames")
     parser.add_argument("--reference", action="store_true", help="also time stc before issue 26")
+    parser.add_argument("--knn-window", type=int, default=0,
+                        help="also time stc with this knn_window (its opt-in bounded neighbour search)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
     parser.add_argument("--cpu-time", action="store_true",
                         help="CPU: the process's CPU time instead of wall time (steadier on a shared machine)")
@@ -140,13 +168,19 @@ def main() -> None:
     threads = f", {args.threads} thread(s)" if args.threads else ""
     print(f"stage 1 on {args.device}{threads}, {source}; {clock}, best of {args.repeats} round-robin rounds in one "
           f"process per case")
-    head = "| frames x tokens | retention | budget | stc / HoliTom | stc / FastVID | stc / VisionZip |"
-    rule = "|---|---|---|---|---|---|"
+    head = "| frames x tokens | retention | budget | stc / HoliTom | stc / FastVID | stc / VisionZip | stc fp32 / stc |"
+    rule = "|---|---|---|---|---|---|---|"
+    w = args.knn_window
+    if w:
+        head += f" stc w={w} / HoliTom |"
+        rule += "---|"
     if args.reference:
         head += " stc now / before #26 |"
         rule += "---|"
-    print(head + " times (ms): stc, HoliTom, FastVID, VisionZip | stc peak extra memory (MiB) |")
-    print(rule + "---|---|")
+    agree_head = "stc" + (f", stc w={w}" if w else "")
+    print(head + f" times (ms): stc, HoliTom, FastVID, VisionZip | kept as with fp32 ({agree_head}) | "
+          f"explained variance (fp32, {agree_head}) | stc peak extra memory (MiB) |")
+    print(rule + "---|---|---|---|")
     cases = CASES
     if features:
         import torch
@@ -159,7 +193,7 @@ def main() -> None:
         payload = json.dumps([frames, tokens, retention, args.dim, args.device, args.repeats,
                               str(features) if features else None, methods,
                               str(ROOT / "tests") if args.reference else None, args.threads,
-                              args.cpu_time and args.device != "cuda"])
+                              args.cpu_time and args.device != "cuda", w])
         res = subprocess.run([sys.executable, "-c", _CHILD, payload], capture_output=True, text=True, cwd=ROOT)
         if res.returncode != 0:
             print(f"| {frames}x{tokens} | {retention:.0%} | failed: {res.stderr.strip().splitlines()[-1]} |")
@@ -169,11 +203,15 @@ def main() -> None:
             print(f"| {frames}x{tokens} | {retention:.0%} | skipped: {r['skip']} |")
             continue
         ms = r["ms"]
-        ratios = " | ".join(f"{ms['stc'] / ms[p]:.2f}" for p in PEERS)
+        ratios = " | ".join(f"{ms['stc'] / ms[p]:.2f}" for p in PEERS) + f" | {ms['stc fp32'] / ms['stc']:.2f}"
+        if w:
+            ratios += f" | {ms[f'stc w={w}'] / ms['holitom']:.2f}"
         extra = f" {ms['stc'] / ms['stc (before #26)']:.2f} |" if args.reference else ""
         times = ", ".join(f"{ms[n]:.0f}" for n in methods)
+        kept = ", ".join(f"{a[0]:.3f}" for a in r["agree"].values())
+        explained = ", ".join(f"{v:.3f}" for v in [r["explained_fp32"], *(a[1] for a in r["agree"].values())])
         print(f"| {frames}x{tokens} ({frames * tokens}) | {retention:.0%} | {r['budget']} | {ratios} |{extra} "
-              f"{times} | {r['peak_mib']:.0f} |", flush=True)
+              f"{times} | {kept} | {explained} | {r['peak_mib']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -38,13 +38,15 @@ def default_inner_layer(num_layers: int) -> int:
 def segment_mean(features: torch.Tensor, labels: torch.Tensor, num_segments: int) -> torch.Tensor:
     """Mean of the rows of features [m, D] per label in [0, num_segments) -> [num_segments, D].
 
-    Deterministic on every device (sorted cumulative sums in fp64 instead of atomic adds); every
-    segment must be non-empty. Result in features' dtype.
+    Deterministic on every device: each segment is summed in fp64 in row order (index_add_ on
+    CPU, a segmented sum of the rows sorted by label elsewhere; no atomic adds). Every segment
+    must be non-empty. Result in features' dtype.
     """
-    order = torch.sort(labels, stable=True).indices
     counts = torch.bincount(labels, minlength=num_segments)
-    csum = torch.cumsum(features[order].double(), dim=0)
-    ends = torch.cumsum(counts, 0) - 1
-    totals = csum[ends]
-    totals = torch.cat([totals[:1], totals[1:] - totals[:-1]])
+    if features.device.type == "cpu":  # index_add_ is sequential (deterministic) on CPU only
+        totals = features.new_zeros(num_segments, features.shape[1], dtype=torch.float64)
+        totals.index_add_(0, labels, features.double())
+    else:
+        order = torch.sort(labels, stable=True).indices
+        totals = torch.segment_reduce(features[order].double(), "sum", lengths=counts, axis=0)
     return (totals / counts[:, None].double()).to(features.dtype)

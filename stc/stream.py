@@ -55,8 +55,11 @@ from .arith import round_half_up, segment_mean
 from .checks import check_int
 from .compress import (
     DEFAULT_CLUSTER_RATIO,
+    DEFAULT_DISTANCES,
     DEFAULT_KNN_K,
+    DEFAULT_KNN_WINDOW,
     DEFAULT_TAU,
+    DISTANCES,
     _normalize,
     compress_tokens,
     dpc_knn,
@@ -153,7 +156,8 @@ class StreamCompressor:
     """stc stage 1 over frames added chunk by chunk, at a fixed budget (see the module doc).
 
     budget: B output tokens (1 <= B <= all tokens added, checked by ``finish``).
-    tau, cluster_ratio, knn_k: as `compress_tokens`.
+    tau, cluster_ratio, knn_k, distances: as `compress_tokens`; knn_window too, within the window
+        (beyond it blocks bound the clustering already).
     window: frames up to which the result is exact (`compress_tokens` on everything added).
     block: frames per block beyond the window.
     temporal, gap: the spatiotemporal variant ``stc-st`` (`compress_tokens_st`) and its gap.
@@ -164,7 +168,8 @@ class StreamCompressor:
 
     def __init__(self, budget: int, *, tau: float = DEFAULT_TAU, cluster_ratio: float = DEFAULT_CLUSTER_RATIO,
                  knn_k: int = DEFAULT_KNN_K, window: int = WINDOW_FRAMES, block: int = BLOCK_FRAMES,
-                 temporal: bool = False, gap: int = DEFAULT_GAP):
+                 temporal: bool = False, gap: int = DEFAULT_GAP, distances: str = DEFAULT_DISTANCES,
+                 knn_window: int = DEFAULT_KNN_WINDOW):
         self.budget = check_int("budget", budget, 1)
         if not isinstance(temporal, bool):
             raise ValueError(f"temporal must be True or False, got {temporal!r}")
@@ -176,6 +181,10 @@ class StreamCompressor:
             raise ValueError(f"cluster_ratio must be in [0, 1), got {cluster_ratio!r}")
         self.tau, self.cluster_ratio = float(tau), float(cluster_ratio)
         self.knn_k = check_int("knn_k", knn_k, 1)
+        if distances not in DISTANCES:
+            raise ValueError(f"distances must be one of {', '.join(map(repr, DISTANCES))}, got {distances!r}")
+        self.distances = distances
+        self.knn_window = check_int("knn_window", knn_window, 0)
         self.window = check_int("window", window, 1)
         self.block = check_int("block", block, 1)
         self.quota = budget - round_half_up(self.cluster_ratio * budget)
@@ -249,9 +258,10 @@ class StreamCompressor:
             self._buffer = []
             if self.temporal:
                 return compress_tokens_st(features, scores, self.budget, tau=self.tau,
-                                          cluster_ratio=self.cluster_ratio, knn_k=self.knn_k, gap=self.gap)
+                                          cluster_ratio=self.cluster_ratio, knn_k=self.knn_k, gap=self.gap,
+                                          distances=self.distances)
             return compress_tokens(features, scores, self.budget, tau=self.tau, cluster_ratio=self.cluster_ratio,
-                                   knn_k=self.knn_k)
+                                   knn_k=self.knn_k, distances=self.distances, knn_window=self.knn_window)
         self._drain(final=True)
         return self._result()
 
@@ -361,7 +371,7 @@ class StreamCompressor:
         else:
             linked = self._linked()
             local = None if linked is None else (lambda i, j: linked(index[i], index[j]))
-            centre, labels = dpc_knn(features, k, self.knn_k, local)
+            centre, labels = dpc_knn(features, k, self.knn_k, local, self.distances)
             means = segment_mean(features.float(), labels, k)
             counts = torch.bincount(labels, minlength=k)
             centres = index[centre]
@@ -382,7 +392,7 @@ class StreamCompressor:
             return _Clusters(means, counts, centres, ids, level, centre_unit)
         linked = self._linked()
         local = None if linked is None else (lambda i, j: linked(centres[i], centres[j]))
-        centre, labels = dpc_knn(means, k, self.knn_k, local)
+        centre, labels = dpc_knn(means, k, self.knn_k, local, self.distances)
         weighted = means.double() * counts[:, None].double()
         # segment_mean is deterministic on every device; x members = the segment's sum
         sums = segment_mean(weighted, labels, k) * torch.bincount(labels, minlength=k)[:, None].double()

@@ -257,13 +257,13 @@ def test_dpc_knn_equals_dense_reference(seed, m, k):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(m, 5, generator=g)
     c = int(torch.randint(1, m + 1, (1,), generator=g))
-    centres, labels = dpc_knn(x, c, k)
+    centres, labels = dpc_knn(x, c, k, distances="fp32")
     ref_centres, ref_labels = _reference_dpc(x, c, min(k, m - 1))
     assert centres.tolist() == ref_centres.tolist()
     assert labels.tolist() == ref_labels.tolist()
 
 
-# -- bit for bit against stc's stage 1 before issue 26 (tests/stage1_reference.py) --------------
+# -- distances="fp32": bit for bit against stc's stage 1 before issue 26 (tests/stage1_reference.py)
 import stage1_reference  # noqa: E402  (tests/ is on sys.path under pytest)
 
 _FIELDS = ("tokens", "source", "assignment", "selected")
@@ -298,7 +298,7 @@ def test_stage1_is_bit_identical_to_the_reference(t, n, d, seed, frac, tau, clus
     features, scores = _video(t, n, d, seed)
     budget = 1 + int(frac * (t * n - 1))
     kwargs = dict(tau=tau, cluster_ratio=cluster_ratio, knn_k=k)
-    _assert_same(stc.compress_tokens(features, scores, budget, **kwargs),
+    _assert_same(stc.compress_tokens(features, scores, budget, distances="fp32", **kwargs),
                  stage1_reference.compress_tokens(features, scores, budget, **kwargs))
 
 
@@ -307,7 +307,7 @@ def test_stage1_is_bit_identical_to_the_reference(t, n, d, seed, frac, tau, clus
 def test_stage1_on_video_like_tokens_is_bit_identical_to_the_reference(retention, seed):
     features, scores = _video_like(16, 49, 96, seed)
     budget = round(retention * 16 * 49)
-    _assert_same(stc.compress_tokens(features, scores, budget),
+    _assert_same(stc.compress_tokens(features, scores, budget, distances="fp32"),
                  stage1_reference.compress_tokens(features, scores, budget))
 
 
@@ -318,7 +318,7 @@ def test_stage1_with_duplicates_and_tied_scores_is_bit_identical_to_the_referenc
     features = base.repeat(dup, 1, 1)
     scores = torch.rand(4 * dup, 30, generator=g).round(decimals=1)
     for budget in (1, 7, 24, 60, 4 * dup * 30 - 1):
-        _assert_same(stc.compress_tokens(features, scores, budget),
+        _assert_same(stc.compress_tokens(features, scores, budget, distances="fp32"),
                      stage1_reference.compress_tokens(features, scores, budget))
 
 
@@ -328,7 +328,7 @@ def test_dpc_knn_is_bit_identical_to_the_reference(seed, m, k, frac):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(m, 6, generator=g) + 5.0
     c = int(frac * m)
-    got, ref = dpc_knn(x, c, k), stage1_reference.dpc_knn(x, c, k)
+    got, ref = dpc_knn(x, c, k, distances="fp32"), stage1_reference.dpc_knn(x, c, k)
     assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
 
 
@@ -341,5 +341,115 @@ def test_stage1_with_a_relation_is_bit_identical_to_the_reference():
         return (frame[a][:, None] - frame[b][None, :]).abs() <= 2
 
     for budget in (3, 16, 40):
-        _assert_same(stc.compress_tokens(features, scores, budget, linked=linked),
+        _assert_same(stc.compress_tokens(features, scores, budget, linked=linked, distances="fp32"),
                      stage1_reference.compress_tokens(features, scores, budget, linked=linked))
+
+
+# -- distances="bf16" (the default): what one bf16 product changes --------------------------------
+from stc.compress import _Pairwise  # noqa: E402
+
+
+@pytest.mark.parametrize("offset", [0.0, 10.0, 300.0])
+def test_bf16_distances_err_relative_to_the_distance_and_the_centred_norms(offset):
+    """Each bf16 distance is within 2^-8 of the centred norms plus 2^-7 of itself of the exact
+    one, whatever the tokens' shared offset (the centring removes it; without it the error
+    would scale with the offset)."""
+    features, _ = _video_like(6, 40, 64, 0, offset=offset)
+    x = features.reshape(-1, 64)
+    got = _Pairwise(x, "bf16").full(slice(None)).double().sqrt()
+    exact = (torch.cdist(x.double(), x.double()) / 8.0)
+    centred = (x.double() - x.double().mean(0)).norm(dim=1) / 8.0
+    bound = 2**-8 * (centred[:, None] + centred[None, :]) + 2**-7 * exact + 1e-6
+    assert bool(((got - exact).abs() <= bound).all()), float(((got - exact).abs() / bound).max())
+    # the fp32 path is the pre-26 arithmetic: the same values _sq_dists gives
+    assert torch.equal(_Pairwise(x, "fp32").full(slice(None)), stc.compress._sq_dists(x, x, 1 / 64))
+
+
+def test_bf16_and_fp32_agree_where_clusters_are_clear():
+    """Planted blobs far apart compared with bf16's rounding: the same centres (their gamma order
+    may differ: the blobs' peaks have near-equal gamma) and the same clusters."""
+    g = torch.Generator().manual_seed(0)
+    centres = 20 * torch.randn(8, 32, generator=g)
+    x = (centres[:, None, :] + torch.randn(8, 30, 32, generator=g)).reshape(-1, 32) + 50.0
+    got, ref = dpc_knn(x, 8, 7, distances="bf16"), dpc_knn(x, 8, 7, distances="fp32")
+    assert sorted(got[0].tolist()) == sorted(ref[0].tolist())
+    assert torch.equal(got[0][got[1]], ref[0][ref[1]])  # every token's centre
+
+
+@pytest.mark.parametrize("retention", [0.02, 0.1])
+def test_bf16_stage1_keeps_nearly_what_fp32_keeps_on_video_like_tokens(retention):
+    features, scores = _video_like(16, 49, 96, 0)
+    budget = round(retention * 16 * 49)
+    fast = stc.compress_tokens(features, scores, budget)
+    exact = stc.compress_tokens(features, scores, budget, distances="fp32")
+    _check_contract(features, scores, budget, fast)
+    shared = len(set(fast.source.tolist()) & set(exact.source.tolist()))
+    assert shared >= 0.9 * budget, (shared, budget)
+    assert torch.equal(fast.source[fast.selected], exact.source[exact.selected])  # selection is fp32 in both
+
+
+def test_distances_is_a_checked_option_of_stc_and_reaches_the_stream():
+    assert stc.get_method("stc").options["distances"] == "bf16"
+    with pytest.raises(ValueError, match="distances"):
+        stc.STCConfig(retention=0.1, options={"distances": "fp16"})
+    with pytest.raises(ValueError, match="distances"):
+        dpc_knn(torch.randn(5, 3), 2, distances="int8")
+    features, scores = _video_like(8, 20, 16, 1)
+    for name in ("stc", "stc-st"):
+        config = stc.STCConfig(method=name, retention=0.1, options={"distances": "fp32"})
+        method = stc.get_method(name)
+        budget = config.budget(160)
+        whole = method.compress(features, scores, budget, grid=(4, 5), config=config)
+        stream = method.compressor(config, budget)
+        assert stream.distances == "fp32"
+        stream.add(features[:4], scores[:4])
+        stream.add(features[4:], scores[4:])
+        _assert_same(stream.finish(), whole)
+
+
+# -- knn_window (opt-in): neighbours searched within w frames ------------------------------------
+from stc.compress import _bands, _knn_pass  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(t=st.integers(1, 8), n=st.integers(1, 12), d=st.integers(2, 8), seed=st.integers(0, 2**16),
+       frac=st.floats(0.0, 1.0), w=st.integers(1, 4))
+def test_contract_holds_with_a_knn_window(t, n, d, seed, frac, w):
+    features, scores = _video(t, n, d, seed)
+    budget = 1 + int(frac * (t * n - 1))
+    _check_contract(features, scores, budget, stc.compress_tokens(features, scores, budget, knn_window=w))
+
+
+def test_knn_window_bounds_the_neighbour_lists_and_a_wide_one_is_the_global_search():
+    features, scores = _video_like(16, 49, 32, 2)
+    x = features.reshape(-1, 32)
+    frame = torch.arange(16 * 49) // 49
+    pairs = _Pairwise(x, "bf16")
+    bands = _bands(frame, 2, 16)
+    assert bands is not None and sum(r1 - r0 for r0, r1, _, _ in bands) == 16 * 49
+    _, _, _, near_idx = _knn_pass(pairs, 16 * 49, 7, bands)
+    assert int((frame[near_idx] - frame[:, None]).abs().max()) <= 2
+    _, _, _, everywhere = _knn_pass(pairs, 16 * 49, 7)
+    assert int((frame[everywhere] - frame[:, None]).abs().max()) > 2  # the bound did something
+    assert _bands(frame, 16, 16) is None
+    budget = 40
+    _assert_same(stc.compress_tokens(features, scores, budget, knn_window=16),
+                 stc.compress_tokens(features, scores, budget))
+
+
+def test_knn_window_is_checked_and_reaches_the_method_and_the_stream():
+    features, scores = _video_like(8, 20, 16, 1)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="knn_window"):
+            stc.compress_tokens(features, scores, 10, knn_window=bad)
+    with pytest.raises(ValueError, match="knn_window"):
+        stc.compress_tokens(features, scores, 10, knn_window=2, linked=lambda a, b: a[:, None] == b[None, :])
+    config = stc.STCConfig(retention=0.1, options={"knn_window": 1})
+    method = stc.get_method("stc")
+    budget = config.budget(160)
+    whole = method.compress(features, scores, budget, grid=(4, 5), config=config)
+    _assert_same(whole, stc.compress_tokens(features, scores, budget, knn_window=1))
+    stream = method.compressor(config, budget)
+    assert stream.knn_window == 1
+    stream.add(features, scores)
+    _assert_same(stream.finish(), whole)

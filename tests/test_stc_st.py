@@ -28,7 +28,8 @@ def _digest(out) -> str:
     return h.hexdigest()[:20]
 
 
-# Recorded from stc.compress_tokens before stc-st was added (same inputs, same torch).
+# Recorded from stc.compress_tokens before stc-st was added (same inputs, same torch); since
+# issue 26 that arithmetic is distances="fp32" (the default "bf16" is tested in test_compress).
 _STC_BEFORE = {
     (8, 16, 8, 13): "a750dcaa805d7e9eb9c5",
     (6, 12, 4, 40): "6edf5dbeee9984899445",
@@ -42,9 +43,9 @@ def test_stc_output_is_unchanged(seed, shape):
     t, n, d, budget = shape
     g = torch.Generator().manual_seed(seed)
     features, scores = torch.randn(t, n, d, generator=g), torch.rand(t, n, generator=g)
-    out = stc.compress_tokens(features, scores, budget)
+    out = stc.compress_tokens(features, scores, budget, distances="fp32")
     assert _digest(out) == _STC_BEFORE[shape]
-    config = stc.STCConfig(retention=0.5)
+    config = stc.STCConfig(retention=0.5, options={"distances": "fp32"})
     assert config.method == "stc" and stc.list_methods()[:3] == ["none", "stc", "stc-stage1"]
     via_registry = stc.get_method("stc").compress(features, scores, budget, grid=(1, n), config=config)
     assert all(torch.equal(getattr(out, f), getattr(via_registry, f)) for f in FIELDS)
@@ -155,7 +156,7 @@ def test_time_aware_clusters_keep_occurrences_apart():
 
 def test_options_and_config():
     method = stc.get_method("stc-st")
-    assert method.options == {"gap": 0} and method.stage1 is not None and method.inner is not None
+    assert method.options == {"gap": 0, "distances": "bf16"} and method.stage1 is not None and method.inner is not None
     assert stc.STCConfig(retention=0.1, method="stc-st").option("gap") == 0
     with pytest.raises(ValueError, match="gap"):
         stc.STCConfig(retention=0.1, method="stc-st", options={"gap": -1})

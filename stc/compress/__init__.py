@@ -6,8 +6,27 @@ already there. Everything else is the recycle pool, which DPC-kNN clusters into 
 budget; each cluster is "refilled" as the mean of its members at the position of its centre.
 
 Pure tensor functions, no model code. Everything runs on the tensors' device; the only host
-syncs are one scalar per block of candidates (to stop early) and loop bounds. Pairwise work is
+syncs are a few scalars per block of candidates (to stop early) and loop bounds. Pairwise work is
 chunked so peak memory grows linearly with the number of tokens, never with its square.
+
+Distances (``distances``, issue 26). DPC-kNN's pairwise pass over the recycle pool (~6,200 tokens
+at 32 frames: 6,200^2 x D multiply-adds) is most of stage 1's time. ``"fp32"`` computes it in
+fp32 from the tokens as given: the arithmetic of stc before issue 26, bit for bit
+(tests/stage1_reference.py). ``"bf16"`` (the default) computes the same squared distances with
+one bf16 matrix product (fp32 accumulation: AMX on a recent CPU, tensor cores on a GPU) of the
+centred tokens, with the squared norms folded into the product so the only rounding of the
+result is relative to the distance itself: the pass is ~4x faster on a CPU with AMX, stage 1
+2.3-2.6x. What it changes was measured on real clips (README, "Stage 1 alone";
+`benchmarks/compress_speed.py`): the same explained variance as "fp32" within 0.002 and 86-100%
+of the same kept tokens; choices differ only where distances nearly tie. Unified selection
+(cosines against tau) stays fp32 in both.
+
+Bounded neighbours (``knn_window``, opt-in). With w > 0 the k nearest neighbours (density) and
+the short list delta reads first are searched only among tokens within w frames; a token with
+no denser token there still gets its delta from the whole pool, the centres are still the top
+gamma of the whole pool and every token still joins its nearest centre anywhere. It cuts the
+pairwise work to about (2w + 1) / T of it, and changes what is kept: measured in the README
+("Stage 1 alone"), which is why the default stays the paper's global search (0).
 """
 
 from __future__ import annotations
@@ -24,11 +43,18 @@ from ..results import Compressed
 DEFAULT_TAU = 0.7
 DEFAULT_CLUSTER_RATIO = 0.3
 DEFAULT_KNN_K = 7
+# Precision of DPC-kNN's pairwise distances (module docstring): "bf16" (default) or "fp32".
+DISTANCES = ("bf16", "fp32")
+DEFAULT_DISTANCES = "bf16"
+# Frames either side within which DPC-kNN searches a token's neighbours; 0 = all (the paper).
+DEFAULT_KNN_WINDOW = 0
 
 # Elements of one chunk of a pairwise [rows, cols] matrix (fp32): 16M -> 64 MiB.
 _CHUNK_ELEMENTS = 1 << 24
-# Candidates resolved together by unified selection.
+# Candidates resolved together by unified selection, and its fixed-point rounds between two
+# host reads of "anything left undecided?" (one device sync each on a GPU).
 _SELECT_BLOCK = 512
+_ROUNDS_PER_CHECK = 4
 # Nearest neighbours pass 1 keeps per token (>= k): delta then needs a full row only for the
 # tokens with no denser token among them.
 _NEAR = 16
@@ -83,14 +109,20 @@ def unified_selection(
             alive = ~(((block @ pool_unit.T) >= tau) & linked(idx, pool_idx)).any(dim=1)
         else:
             alive = torch.ones(b, dtype=torch.bool, device=device)
+        # Only candidates the pool lets through can be kept or block a later one: resolve those.
+        idx, block = idx[alive], block[alive]
+        b = idx.numel()
+        if b == 0:
+            continue
         # conflict[i, j]: earlier candidate j (j < i) is too similar to i.
         conflict = torch.tril((block @ block.T) >= tau, diagonal=-1)
         if linked is not None:
             conflict &= linked(idx, idx)
         kept = torch.zeros(b, dtype=torch.bool, device=device)
-        undecided = alive.clone()
-        for _ in range(b):
-            if not bool(undecided.any()):
+        undecided = torch.ones(b, dtype=torch.bool, device=device)
+        for round_ in range(b):
+            # (a host read every few rounds: extra rounds after the fixed point change nothing)
+            if round_ % _ROUNDS_PER_CHECK == 0 and not bool(undecided.any()):
                 break
             # Earlier neighbours that are kept or still undecided block a decision to keep.
             pending = (conflict & (kept | undecided)[None, :]).any(dim=1)
@@ -116,41 +148,117 @@ def _sq_dists(a: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
     return d.add_((a * a).sum(1, keepdim=True)).clamp_min_(0.0).mul_(scale)
 
 
-def _knn_pass(x: torch.Tensor, k: int, scale: float):
+class _Pairwise:
+    """Squared distances / D between the rows of x [m, D], one chunk of rows at a time.
+
+    ``raw(rows)`` -> [r, m] values in the order of d^2 along each row (what top-k, min and max
+    need); ``finish(values, rows)`` turns values taken from those rows into d^2 / D (fp32, >= 0).
+    ``full(rows)`` is both. ``rows`` is a slice or an index tensor.
+
+    "fp32": raw = ||x_j||^2 - 2 x_i.x_j (one addmm), finish adds ||x_i||^2: stc's arithmetic
+    before issue 26, bit for bit. "bf16": raw = d^2 itself, from ONE bf16 product of
+    a_i = [x_i, s_i, s_i', 1, 1] and b_j = [-2 x_j, 1, 1, s_j, s_j'] (x centred and rounded to
+    bf16 once, s + s' its squared norm split into two bf16 parts), accumulated in fp32 and
+    rounded once: every value carries a rounding relative to d^2, not to ||x||^2.
+    """
+
+    def __init__(self, x: torch.Tensor, distances: str):
+        self.scale = 1.0 / x.shape[1]
+        self.distances = distances
+        m, dim = x.shape
+        if distances == "fp32":
+            self.x = x
+            self.sq = (x * x).sum(1)
+            self.bound = 4.0 * float(self.sq.max()) * self.scale
+            return
+        xr = (x - x.mean(dim=0)).to(torch.bfloat16)
+        sq = torch.linalg.vector_norm(xr, dim=1, dtype=torch.float32).square()
+        hi = sq.to(torch.bfloat16)
+        lo = (sq - hi.float()).to(torch.bfloat16)
+        width = -(-(dim + 4) // 32) * 32  # whole AMX / tensor-core tiles (measured: 928 beats 900 or 912)
+        one, pad = torch.ones_like(hi)[:, None], xr.new_zeros(m, width - dim - 4)
+        self.a = torch.cat([xr, hi[:, None], lo[:, None], one, one, pad], dim=1)
+        self.b = torch.cat([xr * -2.0, one, one, hi[:, None], lo[:, None], pad], dim=1)  # -2 x: exact
+        # every d^2 of the centred tokens is at most 4 max ||x||^2; 5% covers the rounding
+        self.bound = 4.2 * float(sq.max()) * self.scale
+
+    def raw(self, rows, cols=slice(None)) -> torch.Tensor:
+        if self.distances == "fp32":
+            x, y = self.x[rows], self.x[cols]
+            return torch.addmm(self.sq[cols][None, :].expand(x.shape[0], -1), x, y.T, alpha=-2.0)
+        return self.a[rows] @ self.b[cols].T
+
+    def finish(self, values: torch.Tensor, rows) -> torch.Tensor:
+        if self.distances == "fp32":
+            sq = self.sq[rows]
+            return values.add_(sq if values.dim() == 1 else sq[:, None]).clamp_min_(0.0).mul_(self.scale)
+        return values.float().clamp_min_(0.0).mul_(self.scale)
+
+    def full(self, rows, cols=slice(None)) -> torch.Tensor:
+        return self.finish(self.raw(rows, cols), rows)
+
+
+def _knn_pass(pairs: _Pairwise, m: int, k: int, bands=None):
     """Pass 1 of DPC-kNN: every row's ``k`` nearest (sorted, self excluded) and a longer list.
 
-    Returns (knn_d2 [m, k], knn_idx [m, k], near_d2 [m, k2], near_idx [m, k2], sq [m]) with
-    k2 = min(m - 1, max(k, _NEAR)) and d2 = ||x_i - x_j||^2 / D exactly as `_sq_dists` computes
-    it: the top-k runs on the raw addmm values sq_j - 2 x_i.x_j, and the row-wise monotone rest
-    (+ sq_i, clamp at 0, / D) is applied to the k2 values kept only (the same values, the same
-    order; the full-matrix passes are skipped). The longer list lets delta skip most full rows.
+    Returns (knn_d2 [m, k], knn_idx [m, k], near_d2 [m, k2], near_idx [m, k2]) with
+    k2 = min(m - 1, max(k, _NEAR)) and d2 = ||x_i - x_j||^2 / D: the top-k runs on the raw
+    values, and the row-wise monotone rest is applied to the k2 values kept only (the same
+    values, the same order; no full-matrix pass). The longer list lets delta skip most full rows.
+    bands: None (every row against every column) or [(r0, r1, c0, c1)]: rows r0..r1-1 are
+    searched among columns c0..c1-1 only (each band holding more than k2 columns).
     """
-    m = x.shape[0]
-    device = x.device
     k2 = min(m - 1, max(k, _NEAR))
-    sq = (x * x).sum(1)
-    near_raw = torch.empty(m, k2, device=device)
-    near_idx = torch.empty(m, k2, dtype=torch.long, device=device)
-    rows = _chunk_rows(m)
-    for s in range(0, m, rows):
-        e = min(s + rows, m)
-        raw = torch.addmm(sq[None, :].expand(e - s, -1), x[s:e], x.T, alpha=-2.0)
-        raw.diagonal(offset=s).fill_(math.inf)  # self
-        near_raw[s:e], near_idx[s:e] = torch.topk(raw, k2, dim=1, largest=False, sorted=True)
-    near_d2 = near_raw.add_(sq[:, None]).clamp_min_(0.0).mul_(scale)
-    return near_d2[:, :k], near_idx[:, :k], near_d2, near_idx, sq
+    if bands is None:
+        rows = _chunk_rows(m)
+        bands = [(s, min(s + rows, m), 0, m) for s in range(0, m, rows)]
+    near_d2, near_idx = [], []
+    for r0, r1, c0, c1 in bands:
+        raw = pairs.raw(slice(r0, r1), slice(c0, c1))
+        raw.diagonal(offset=r0 - c0).fill_(math.inf)  # self
+        values, idx = torch.topk(raw, k2, dim=1, largest=False, sorted=True)
+        near_d2.append(pairs.finish(values, slice(r0, r1)))
+        near_idx.append(idx.add_(c0))
+    near_d2, near_idx = torch.cat(near_d2), torch.cat(near_idx)
+    return near_d2[:, :k], near_idx[:, :k], near_d2, near_idx
 
 
-def _knn_pass_linked(x: torch.Tensor, k: int, scale: float, separate):
+def _bands(frame: torch.Tensor, window: int, k2: int):
+    """Row/column ranges of a kNN pass bounded in time: the tokens of each group of frames
+    against the tokens within ``window`` frames of the group. frame: [m] ascending frame index
+    of each token. None when some band would be too small or every band spans every column
+    (then every row sees every column)."""
+    m = frame.numel()
+    counts = torch.bincount(frame).tolist()  # one host read
+    starts = [0]
+    for c in counts:
+        starts.append(starts[-1] + c)
+    t = len(counts)
+    per = 1  # one frame of rows per band: each token sees exactly the frames within window of its own
+    bands = []
+    for f0 in range(0, t, per):
+        f1 = min(f0 + per, t)
+        r0, r1 = starts[f0], starts[f1]
+        c0, c1 = starts[max(0, f0 - window)], starts[min(t, f1 + window)]
+        if r1 == r0:
+            continue
+        if c1 - c0 <= k2:
+            return None
+        bands.append((r0, r1, c0, c1))
+    if all(c0 == 0 and c1 == m for _, _, c0, c1 in bands):
+        return None  # the window spans the video: the unbounded pass, the same arithmetic
+    return bands
+
+
+def _knn_pass_linked(pairs: _Pairwise, m: int, k: int, separate):
     """Pass 1 with a relation (`stc.compress.st`): full transformed rows, as before issue 26."""
-    m = x.shape[0]
-    device = x.device
+    device = pairs.sq.device if pairs.distances == "fp32" else pairs.a.device
     ar = torch.arange(m, device=device)
     knn_d2 = torch.empty(m, k, device=device)
     knn_idx = torch.empty(m, k, dtype=torch.long, device=device)
     rows = _chunk_rows(m)
     for s in range(0, m, rows):
-        d2 = separate(_sq_dists(x[s : s + rows], x, scale), ar[s : s + rows], ar)
+        d2 = separate(pairs.full(slice(s, s + rows)), ar[s : s + rows], ar)
         r = torch.arange(d2.shape[0], device=device)
         d2[r, ar[s : s + rows]] = math.inf
         knn_d2[s : s + rows], knn_idx[s : s + rows] = torch.topk(d2, k, dim=1, largest=False, sorted=True)
@@ -158,14 +266,19 @@ def _knn_pass_linked(x: torch.Tensor, k: int, scale: float, separate):
 
 
 def dpc_knn(
-    features: torch.Tensor, num_clusters: int, k: int = 7, linked: Linked | None = None
+    features: torch.Tensor, num_clusters: int, k: int = 7, linked: Linked | None = None,
+    distances: str = DEFAULT_DISTANCES, frame: torch.Tensor | None = None, knn_window: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Density-peak clustering with k-nearest-neighbour density (DPC-kNN).
 
-    features: [m, D] tokens (any float dtype; distances in fp32, d = ||x_i - x_j|| / sqrt(D)).
+    features: [m, D] tokens (any float dtype; d = ||x_i - x_j|| / sqrt(D)).
     linked: optional relation over indices into ``features``; an unlinked pair is then farther
-        apart than any linked pair: d^2 + Delta^2, with Delta^2 = 4 max_i ||x_i||^2 / D, an upper
-        bound of every d^2 (so clusters form within linked tokens first). None: plain d.
+        apart than any linked pair: d^2 + Delta^2, with Delta^2 an upper bound of every d^2
+        (4 max_i ||x_i||^2 / D), so clusters form within linked tokens first. None: plain d.
+    distances: precision of the pairwise distances, "bf16" or "fp32" (module docstring).
+    frame, knn_window: with knn_window > 0 and frame [m] (each token's frame, ascending), the
+        k nearest neighbours (and the short list delta reads first) are searched only among
+        tokens within knn_window frames: an approximation (module docstring). 0: everywhere.
     Returns (centres [c] indices into features in descending gamma order, labels [m] in [0, c)).
 
     rho_i = exp(-mean_{j in kNN(i)} d_ij^2) with kNN(i) excluding i; delta_i = distance to the
@@ -173,6 +286,8 @@ def dpc_knn(
     largest distance from i for the densest token; centres = top-c of rho * delta; every token
     joins its nearest centre, and each centre its own cluster. Work is chunked over rows.
     """
+    if distances not in DISTANCES:
+        raise ValueError(f"distances must be one of {', '.join(map(repr, DISTANCES))}, got {distances!r}")
     m = features.shape[0]
     device = features.device
     c = max(0, min(num_clusters, m))
@@ -186,17 +301,19 @@ def dpc_knn(
     k_eff = min(k, m - 1)
     ar = torch.arange(m, device=device)
     rows = _chunk_rows(m)
+    pairs = _Pairwise(x, distances)
     # Unlinked pairs (if a relation is given) are pushed past every squared distance.
-    penalty = 0.0 if linked is None else 4.0 * float((x * x).sum(dim=1).max()) * scale
+    penalty = 0.0 if linked is None else pairs.bound
 
     def separate(d2: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         return d2 if linked is None else d2.add_((~linked(i, j)).float(), alpha=penalty)
 
     if linked is None:
-        knn_d2, knn_idx, near_d2, near_idx, sq = _knn_pass(x, k_eff, scale)
+        bands = None if knn_window <= 0 or frame is None else _bands(frame, knn_window, min(m - 1, max(k_eff, _NEAR)))
+        knn_d2, knn_idx, near_d2, near_idx = _knn_pass(pairs, m, k_eff, bands)
     else:
-        knn_d2, knn_idx = _knn_pass_linked(x, k_eff, scale, separate)
-        near_d2, near_idx, sq = knn_d2, knn_idx, None
+        knn_d2, knn_idx = _knn_pass_linked(pairs, m, k_eff, separate)
+        near_d2, near_idx = knn_d2, knn_idx
     rho = torch.exp(-knn_d2.mean(dim=1))
 
     def is_denser(j: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
@@ -213,17 +330,15 @@ def dpc_knn(
     peaks = torch.nonzero(~has).squeeze(1)
     for s in range(0, peaks.numel(), rows):
         p = peaks[s : s + rows]
+        denser = is_denser(ar[None, :], p[:, None])
         if linked is None:
             # Row-wise monotone transform after the reduction: min/max of the raw values.
-            raw = torch.addmm(sq[None, :].expand(p.numel(), -1), x[p], x.T, alpha=-2.0)
-            denser = is_denser(ar[None, :], p[:, None])
+            raw = pairs.raw(p)
             nearest = raw.masked_fill(~denser, math.inf).amin(dim=1)
-            lone = torch.isinf(nearest)
-            nearest = torch.where(lone, raw.amax(dim=1), nearest)
-            delta[p] = nearest.add_(sq[p]).clamp_min_(0.0).mul_(scale)
+            nearest = torch.where(torch.isinf(nearest), raw.amax(dim=1), nearest)
+            delta[p] = pairs.finish(nearest, p)
         else:
-            d2 = separate(_sq_dists(x[p], x, scale), p, ar)
-            denser = is_denser(ar[None, :], p[:, None])
+            d2 = separate(pairs.full(p), p, ar)
             nearest = d2.masked_fill(~denser, math.inf).amin(dim=1)
             delta[p] = torch.where(torch.isinf(nearest), d2.amax(dim=1), nearest)
     delta = delta.sqrt()
@@ -232,9 +347,8 @@ def dpc_knn(
     centres = torch.sort(gamma, descending=True, stable=True).indices[:c]
 
     labels = torch.empty(m, dtype=torch.long, device=device)
-    xc = x[centres]
     for s in range(0, m, _chunk_rows(c)):
-        d2 = _sq_dists(x[s : s + _chunk_rows(c)], xc, scale)
+        d2 = pairs.full(slice(s, s + _chunk_rows(c)), centres)
         labels[s : s + _chunk_rows(c)] = separate(d2, ar[s : s + _chunk_rows(c)], centres).argmin(dim=1)
     labels[centres] = torch.arange(c, device=device)
     return centres, labels
@@ -250,6 +364,8 @@ def compress_tokens(
     cluster_ratio: float = DEFAULT_CLUSTER_RATIO,
     knn_k: int = DEFAULT_KNN_K,
     linked: Linked | None = None,
+    distances: str = DEFAULT_DISTANCES,
+    knn_window: int = DEFAULT_KNN_WINDOW,
 ) -> Compressed:
     """Compress a video's visual tokens to exactly ``budget`` tokens (stc stage 1).
 
@@ -259,6 +375,11 @@ def compress_tokens(
     linked:   optional relation over flat indices (frame-major, into T*N) that restricts both
               the redundancy test and the clustering (see `unified_selection`, `dpc_knn`);
               None is the paper's method.
+    distances: precision of DPC-kNN's pairwise distances, "bf16" (default) or "fp32" (the
+              arithmetic before issue 26, bit for bit); see the module docstring.
+    knn_window: 0 (default, the paper): DPC-kNN's neighbours are searched over the whole
+              recycle pool; w > 0: only within w frames of each token (faster, approximate;
+              module docstring). Not with ``linked``.
     Returns a :class:`Compressed` with B tokens in original order.
 
     Selection quota = B - round(cluster_ratio * B); the rest of the budget (and whatever unified
@@ -272,6 +393,10 @@ def compress_tokens(
         raise ValueError(f"scores must be [T, N] = {[t, n]}, got shape {tuple(scores.shape)}")
     if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= total:
         raise ValueError(f"budget must be an integer in [1, {total}] (T*N), got {budget!r}")
+    if isinstance(knn_window, bool) or not isinstance(knn_window, int) or knn_window < 0:
+        raise ValueError(f"knn_window must be an integer >= 0 (0: no bound), got {knn_window!r}")
+    if knn_window and linked is not None:
+        raise ValueError("knn_window bounds stc's own DPC-kNN; it does not combine with a relation (linked)")
     device = features.device
     flat = features.reshape(total, dim)
     if budget == total:
@@ -286,7 +411,7 @@ def compress_tokens(
     in_pool[pool] = True
     recycle = torch.nonzero(~in_pool).squeeze(1)  # ascending flat index
     local = None if linked is None else (lambda a, b: linked(recycle[a], recycle[b]))
-    centres, labels = dpc_knn(flat[recycle], budget - pool.numel(), knn_k, local)
+    centres, labels = dpc_knn(flat[recycle], budget - pool.numel(), knn_k, local, distances, recycle // n, knn_window)
     num_clusters = centres.numel()
 
     # Output slots: the pooled tokens and the cluster centres, in original order.

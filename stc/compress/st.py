@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import torch
 
-from . import DEFAULT_CLUSTER_RATIO, DEFAULT_KNN_K, DEFAULT_TAU, Linked, compress_tokens
+from . import DEFAULT_CLUSTER_RATIO, DEFAULT_DISTANCES, DEFAULT_KNN_K, DEFAULT_TAU, Linked, compress_tokens
 from ..results import Compressed
 
 __all__ = ["DEFAULT_GAP", "compress_tokens_st", "extend_spans", "linked_pairs", "persistence_spans", "span_ends",
@@ -157,12 +157,13 @@ def compress_tokens_st(
     cluster_ratio: float = DEFAULT_CLUSTER_RATIO,
     knn_k: int = DEFAULT_KNN_K,
     gap: int = DEFAULT_GAP,
+    distances: str = DEFAULT_DISTANCES,
 ) -> Compressed:
     """stc's stage 1 with time-local redundancy: exactly ``budget`` tokens, in original order.
 
     features: [T, N, D] projected visual tokens; scores: [T, N] contributions; 1 <= budget <= T*N.
     Everything is `stc.compress_tokens` except that redundancy and clusters only connect tokens
-    linked by persistence (`persistence_spans`, `span_linked`).
+    linked by persistence (`persistence_spans`, `span_linked`); ``distances`` as there.
     """
     if features.dim() != 3:
         raise ValueError(f"features must be [T, N, D], got shape {tuple(features.shape)}")
@@ -170,4 +171,4 @@ def compress_tokens_st(
     hi = persistence_spans(features, tau, gap).reshape(-1)
     frame = torch.arange(t_frames * n, device=features.device) // n
     return compress_tokens(features, scores, budget, tau=tau, cluster_ratio=cluster_ratio, knn_k=knn_k,
-                           linked=span_linked(frame, hi))
+                           linked=span_linked(frame, hi), distances=distances)

@@ -11,8 +11,10 @@ scanning the package.
 
 from __future__ import annotations
 
+import math
+
 from ..arith import default_inner_layer
-from ..compress import compress_tokens
+from ..compress import DEFAULT_DISTANCES, DEFAULT_KNN_WINDOW, DISTANCES, compress_tokens
 from ..merge import Merged, merge_into_kept, text_aware_scores
 from . import evs, fastv, fastvid, flashvid, holitom, random_tokens, stc_st, uniform, vidcom2, visionzip
 from .base import (
@@ -31,13 +33,19 @@ __all__ = ["POSITIONS", "FrozenOptions", "Method", "Stage1", "TokenCounts", "che
 
 
 def _stc_stage1(features, scores, budget, *, grid, config, options):
-    return compress_tokens(
-        features, scores, budget, tau=config.tau, cluster_ratio=config.cluster_ratio, knn_k=config.knn_k
-    )
+    return compress_tokens(features, scores, budget, tau=config.tau, cluster_ratio=config.cluster_ratio,
+                           knn_k=config.knn_k, distances=options["distances"], knn_window=options["knn_window"])
 
 
 def _stc_stream(config) -> dict:
-    return {"tau": config.tau, "cluster_ratio": config.cluster_ratio, "knn_k": config.knn_k}
+    return {"tau": config.tau, "cluster_ratio": config.cluster_ratio, "knn_k": config.knn_k,
+            "distances": config.option("distances"), "knn_window": config.option("knn_window")}
+
+
+# stc's options (`stc.compress`, issue 26): the precision of DPC-kNN's distances, and the
+# frames either side its neighbours are searched in (0: everywhere, the paper's method).
+_STC_OPTIONS = {"options": {"distances": DEFAULT_DISTANCES, "knn_window": DEFAULT_KNN_WINDOW},
+                "option_choices": {"distances": DISTANCES}, "option_ranges": {"knn_window": (0, math.inf)}}
 
 
 def _stc_inner(config):
@@ -60,6 +68,7 @@ STC = Method(
     default_layer=default_inner_layer,
     uses=("retention", "tau", "cluster_ratio", "knn_k", "inner_layer", "inner_keep", "text_weight"),
     stream=_stc_stream,
+    **_STC_OPTIONS,
 )
 STC_STAGE1 = Method(
     "stc-stage1",
@@ -68,6 +77,7 @@ STC_STAGE1 = Method(
     stage1=_stc_stage1,
     uses=("retention", "tau", "cluster_ratio", "knn_k"),
     stream=_stc_stream,
+    **_STC_OPTIONS,
 )
 
 # The baseline, stc, its spatiotemporal variant, the peers of the stc paper's tables (alphabetical

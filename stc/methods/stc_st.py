@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from ..arith import default_inner_layer
+from ..compress import DEFAULT_DISTANCES, DISTANCES
 from ..compress.st import DEFAULT_GAP, compress_tokens_st
 from ..merge import Merged, merge_into_kept, text_aware_scores
 from ..results import Compressed
@@ -19,7 +20,8 @@ from .base import Method
 
 def _stage1(features, scores, budget, *, grid, config, options) -> Compressed:
     return compress_tokens_st(features, scores, budget, tau=config.tau, cluster_ratio=config.cluster_ratio,
-                              knn_k=config.knn_k, gap=options["gap"])
+                              knn_k=config.knn_k, gap=options["gap"],
+                              distances=options["distances"])
 
 
 def _inner(config):
@@ -33,7 +35,8 @@ def _inner(config):
 
 def _stream(config) -> dict:
     return {"tau": config.tau, "cluster_ratio": config.cluster_ratio, "knn_k": config.knn_k,
-            "temporal": True, "gap": config.option("gap")}
+            "temporal": True, "gap": config.option("gap"),
+            "distances": config.option("distances")}
 
 
 METHOD = Method(
@@ -45,7 +48,8 @@ METHOD = Method(
     inner=_inner,
     default_layer=default_inner_layer,
     uses=("retention", "tau", "cluster_ratio", "knn_k", "inner_layer", "inner_keep", "text_weight"),
-    options={"gap": DEFAULT_GAP},
+    options={"gap": DEFAULT_GAP, "distances": DEFAULT_DISTANCES},
+    option_choices={"distances": DISTANCES},
     option_ranges={"gap": (0, math.inf)},
     stream=_stream,
 )
