@@ -29,6 +29,7 @@ OUT = sys.argv[1] if len(sys.argv) > 1 else "runs/pilot"
 env = os.environ.get
 BATCH, STEPS, LR = int(env("BATCH", "32")), int(env("STEPS", "600")), float(env("LR", "2e-3"))
 GRID, POOL, DESC, WORDS = int(env("GRID", "7")), int(env("POOL", "800")), float(env("DESC", "0.3")), env("WORDS") == "1"
+SAVE_EVERY = int(env("SAVE_EVERY", "100"))
 torch.set_num_threads(int(env("THREADS", "2")))
 os.makedirs(OUT, exist_ok=True)
 
@@ -119,4 +120,6 @@ for step in range(STEPS):
         by = " ".join(f"{k} {np.mean([v for _, t, v in recent if t == k]):.2f}"
                       for k in (*TYPES, "describe") if any(t == k for _, t, _ in recent))
         print(f"step {step + 1} {time.perf_counter() - t0:.0f}s {by}", flush=True)
+    if (step + 1) % SAVE_EVERY == 0:  # a checkpoint to evaluate (pilot_eval.py) if the run is cut short
+        torch.save({k: v for k, v in model.state_dict().items() if "vision_tower" not in k}, f"{OUT}/stage_b.pt")
 torch.save({k: v for k, v in model.state_dict().items() if "vision_tower" not in k}, f"{OUT}/stage_b.pt")
