@@ -1,6 +1,6 @@
 """Retake the README's screenshots of the demo: the app as it starts offline (falling back to the
 toy model, `toy/llava-onevision`), in headless Chromium, at 10% retention: one Run of the
-synthetic colour example (docs/screenshot.png) and "compare methods" on the synthetic count
+synthetic colour example (docs/screenshot.png) and "compare methods" on the synthetic flash
 example (docs/compare.png).
 
     HF_HUB_OFFLINE=1 python docs/screenshots.py
@@ -33,13 +33,13 @@ def _app():
 
 
 def _open(browser, port: int, example: str):
-    """A page with ``example`` (a label of the examples list) filled in, at RETENTION and 8 frames."""
+    """A page with ``example`` (a label of the examples list) filled in, at RETENTION and 16 frames."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"http://127.0.0.1:{port}/")
     page.wait_for_selector("#run", timeout=120_000)
     page.get_by_text(example).first.click()  # an example fills the inputs (it runs nothing)
     page.wait_for_selector("#video video", timeout=60_000)
-    for control, value in (("#retention", RETENTION), ("#frames", "8")):  # 8: all the clip has
+    for control, value in (("#retention", RETENTION), ("#frames", "16")):  # 16: all the clip has
         box = page.locator(f"{control} input[type=number]")
         box.fill(value)
         box.press("Enter")
@@ -70,8 +70,8 @@ def run_tab(browser, port: int, out: Path) -> None:
 
 
 def compare_tab(browser, port: int, out: Path) -> None:
-    """Compare methods (the default ticks) on the count example."""
-    page = _open(browser, port, "synthetic clip (toy model): How many times does the red squa")
+    """Compare methods (the default ticks) on the flash example (a shape in one of 16 frames)."""
+    page = _open(browser, port, "synthetic clip (toy model): Which shape appeared briefly?")
     page.get_by_role("tab", name="compare methods").click()
     page.click("#compare")
     _image_ready(page, "#compare-grids")

@@ -313,9 +313,10 @@ def banner(llm: VideoLLM, *, fallback_reason: str | None = None) -> str:
     if llm.model_id == TOY_LLAVA:
         text += (
             "\n\nℹ️ **Offline toy model**: LLaVA-OneVision's architecture (196 tokens per frame), trained on "
-            "this machine on synthetic clips of coloured shapes. It answers two questions for real — the "
-            "colour of the small shape, and how many times the red square flashes — so try the two "
-            "synthetic examples: the two answers show where compression keeps or loses the evidence. "
+            "this machine on synthetic 16-frame clips of coloured shapes. It answers five kinds of question "
+            "about them for real — the colour of the small shape, which shape appeared briefly, which way "
+            "the ball moves, how many times the red square flashes, which shape came first — so try the "
+            "synthetic examples: the answers show where compression keeps or loses the evidence. "
             "It knows nothing else."
         )
     elif llm.is_tiny:

@@ -1,8 +1,7 @@
 """A toy Video-LLM for measuring accuracy offline: synthetic shape-and-colour video QA
-(`stc.toy.data`) and a small LLaVA-OneVision of the real token geometry trained on it from a
-seed (`stc.toy.train`, which writes the checkpoint, its loss curve and its held-out accuracy).
-
-Work in progress: a 15-minute run on this project's 2-core CPU machine has not left chance
-level (the model learns to answer in the right format, then always the same letter), so no
-checkpoint is committed yet; see README.md, "Evaluation".
+(`stc.toy.data`: 16-frame clips, five question types) and a small LLaVA-OneVision of the real
+token geometry trained on it from a seed (`stc.toy.train`: the recipe, the run, the checkpoint's
+records; `stc.toy.stages`: stage A, the vision tower, and stage B, the Video-LLM on its frozen
+features; `stc.toy.model`: the model and its inputs). The committed checkpoint is
+toy/llava-onevision (its README says what it learnt).
 """

@@ -4,7 +4,7 @@ Run on a tree with toy-v2.patch applied, like the pilot:
 
     python toy/attempts/pilot_eval.py runs/pilot [FRAMES] [GRID ...]
 
-Builds the toy (seed 0), loads <out>/towerA.pt and <out>/stage_b.pt, then answers the held-out
+Builds the toy (seed 0), loads <out>/towerA.pt and <out>/stage_b.pt (env CKPT: another file), then answers the held-out
 clips (`TEST_SEEDS`: 100 a type, never drawn by the trainer) with FRAMES frames (default 4, as
 the pilot trained) at each GRID (default 7, the pilot's; 14 is LLaVA-OneVision's own pooling,
 which the pilot never saw). Greedy decoding of at most 8 tokens; the answer is parsed by
@@ -30,7 +30,8 @@ torch.set_num_threads(2)
 
 model, processor = build_toy(0)
 model.model.vision_tower.load_state_dict(torch.load(f"{OUT}/towerA.pt"))
-missing, unexpected = model.load_state_dict(torch.load(f"{OUT}/stage_b.pt"), strict=False)
+CKPT = __import__("os").environ.get("CKPT", "stage_b.pt")  # e.g. stage_b3.pt (pipeline.py's phase 3)
+missing, unexpected = model.load_state_dict(torch.load(f"{OUT}/{CKPT}"), strict=False)
 assert not unexpected and all("vision_tower" in k for k in missing), (missing, unexpected)
 model.eval()
 prompts = Prompts(model, processor)
