@@ -326,7 +326,7 @@ def train_llm(model, processor, *, seed: int = 0, phases=PHASES, pools=POOLS, de
             curve += [{"stage": "B", "phase": phase.name, "step": step + 1, "seconds": seconds,
                        "lr": opt.param_groups[0]["lr"], **r} for r in records]
             if not quiet and ((step + 1) % log_every == 0 or step == 0):
-                recent = [c for c in curve[-log_every * phase.batch:]]
+                recent = curve[-log_every * phase.batch:]
                 by = " ".join(f"{k} {np.mean([c['loss'] for c in recent if c['type'] == k]):.2f}"
                               for k in (*TYPES, "describe") if any(c["type"] == k for c in recent))
                 print(f"B {phase.name} step {step + 1}/{phase.steps} {seconds:.0f}s {by}", file=sys.stderr, flush=True)

@@ -103,8 +103,7 @@ def train(
             "shape": float(np.nanmean([c["shape_acc"] for c in last_a])) if last_a else None,
             "colour": float(np.nanmean([c["colour_acc"] for c in last_a])) if last_a else None,
         },
-        "final_loss_per_type": {k: float(np.mean([c["loss"] for c in curve_b[-400:] if c["type"] == k]))
-                                for k in (*TYPES, "describe") if any(c["type"] == k for c in curve_b[-400:])},
+        "final_loss_per_type": _loss_per_type(curve_b[-400:]),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     (out / "train.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -117,6 +116,12 @@ def train(
                                                    | {"accuracy": {k: v for k, v in meta["accuracy"].items() if k != "answers"}},
                                                    indent=2) + "\n")
     return curve
+
+
+def _loss_per_type(rows: list[dict]) -> dict:
+    """Mean loss per example type (question types, then captions) over ``rows``."""
+    return {k: float(np.mean(v)) for k in (*TYPES, "describe")
+            if (v := [c["loss"] for c in rows if c["type"] == k])}
 
 
 CHECK_ITEMS = 40  # the held-out items tests/test_toy.py asks again

@@ -30,7 +30,7 @@ torch.set_num_threads(2)
 
 model, processor = build_toy(0)
 model.model.vision_tower.load_state_dict(torch.load(f"{OUT}/towerA.pt"))
-CKPT = __import__("os").environ.get("CKPT", "stage_b.pt")  # e.g. stage_b3.pt (pipeline.py's phase 3)
+CKPT = __import__("os").environ.get("CKPT", "stage_b.pt")  # another checkpoint file in <out>
 missing, unexpected = model.load_state_dict(torch.load(f"{OUT}/{CKPT}"), strict=False)
 assert not unexpected and all("vision_tower" in k for k in missing), (missing, unexpected)
 model.eval()
