@@ -13,6 +13,7 @@ compare the ratios, never absolute times across runs or machines.
     python benchmarks/compress_speed.py --device cuda --clip synthetic --size 7b   # the GPU check's
     python benchmarks/compress_speed.py --features F --threads 1 --cpu-time         # steadier on a busy CPU
     python benchmarks/compress_speed.py --features F --knn-window 2                 # + stc's bounded search
+    python benchmarks/compress_speed.py --features F --floor                        # + any global pass's floor
 
 Features: random ones by default (``--dim`` wide; the four CASES below). ``--clip`` encodes a
 clip (a path, or ``synthetic``: `stc.bench.synthetic_video`) with a random-weight
@@ -20,7 +21,8 @@ LLaVA-OneVision of `python -m stc.bench` (``--size``: 0.5b, D = 896, the feature
 compression column sees; 7b, D = 3584, the paper's setting) and saves the features under runs/;
 ``--features`` reads such a file (``torch.save((features [T, N, D], scores [T, N]), path)``).
 With a clip or a file the cases are its T x N tokens at each ``--retention``. On CUDA every
-call is timed with CUDA events after the warm-up, elsewhere with perf_counter. ``--reference``
+call is timed with CUDA events after the warm-up, elsewhere with perf_counter; on CUDA each
+method's host-device synchronisations per call are counted too (torch's sync debug mode). ``--reference``
 also times stc's stage 1 as it was before issue 26 (tests/stage1_reference.py, the exactness
 tests' reference) for a before/after ratio. Every case also times stc with the fp32 distances
 (``options={"distances": "fp32"}``, the arithmetic before issue 26) and, with ``--knn-window W``,
@@ -44,7 +46,7 @@ PEERS = ["holitom", "fastvid", "visionzip"]
 _CHILD = r"""
 import json, resource, sys, time, torch, stc
 from stc.methods import get_method
-frames, tokens, retention, dim, device, repeats, features_path, methods, reference, threads, cpu_time, window = json.loads(sys.argv[1])
+frames, tokens, retention, dim, device, repeats, features_path, methods, reference, threads, cpu_time, window, floor = json.loads(sys.argv[1])
 if threads:
     torch.set_num_threads(threads)
 clock = time.process_time if cpu_time else time.perf_counter
@@ -59,6 +61,7 @@ frames, tokens, _ = features.shape
 grid = (int(tokens ** 0.5), tokens // int(tokens ** 0.5))
 sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 calls = {}
+PEERS_IN_CHILD = [m for m in methods if m != "stc"]
 for name in methods:
     config = stc.STCConfig(method=name, retention=retention)
     method = get_method(name)
@@ -104,6 +107,35 @@ for _ in range(repeats):
             t0 = clock()
             call()
             times[name].append(clock() - t0)
+# The floor of any global pairwise pass over m = T*N tokens (--floor): one bf16 product at width
+# 64 (14x less arithmetic than D = 896; an approximation) and the top-16 of every row of an
+# m x m matrix, timed like the methods, best of the rounds.
+floors = {}
+if floor:
+    m = frames * tokens
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(m, 64, generator=g).to(device, torch.bfloat16)
+    big = torch.randn(m, m, generator=g).to(device)
+    parts = {"product m x m x 64 (bf16)": lambda: a @ a.T,
+             "top-16 of each row of m x m": lambda: torch.topk(big, 16, dim=1, largest=False)}
+    for name, call in parts.items():
+        call()
+        best = []
+        for _ in range(repeats):
+            sync(); t0 = clock(); call(); sync(); best.append(clock() - t0)
+        floors[name] = 1000 * min(best)
+    del big
+# Host-device synchronisations per call (CUDA): torch's sync debug mode warns at each one.
+syncs = {}
+if device == "cuda":
+    import warnings
+    for name in ["stc", *PEERS_IN_CHILD]:
+        torch.cuda.set_sync_debug_mode("warn")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            calls[name]()
+        torch.cuda.set_sync_debug_mode(0)
+        syncs[name] = sum("synchroniz" in str(w.message) for w in caught)
 # What the faster arithmetic changes: tokens kept as with fp32 distances, and the share of the
 # video's (centred) variance the output still explains, 1 - sum ||x - out(x)||^2 / sum ||x - mean||^2.
 x = features.reshape(-1, features.shape[-1]).double()
@@ -118,7 +150,7 @@ for name in ["stc", *[v for v in variants if v != "stc fp32"]]:
     agree[name] = [shared, explained(o)]
 print(json.dumps({"budget": out.tokens.shape[0], "ms": {n: 1000 * min(t) for n, t in times.items()},
                   "peak_mib": peak, "input_mib": features.numel() * features.element_size() / 2**20,
-                  "agree": agree, "explained_fp32": explained(exact)}))
+                  "agree": agree, "explained_fp32": explained(exact), "syncs": syncs, "floors": floors}))
 """
 
 
@@ -150,6 +182,9 @@ def main() -> None:
     parser.add_argument("--knn-window", type=int, default=0,
                         help="also time stc with this knn_window (its opt-in bounded neighbour search)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time the floor of any global pairwise pass over the T*N tokens (a 64-wide "
+                             "bf16 product, a row-wise top-16), printed against HoliTom's time after the table")
     parser.add_argument("--cpu-time", action="store_true",
                         help="CPU: the process's CPU time instead of wall time (steadier on a shared machine)")
     args = parser.parse_args()
@@ -178,10 +213,13 @@ def main() -> None:
         head += " stc now / before #26 |"
         rule += "---|"
     agree_head = "stc" + (f", stc w={w}" if w else "")
+    cuda = args.device == "cuda"
     print(head + f" times (ms): stc, HoliTom, FastVID, VisionZip | kept as with fp32 ({agree_head}) | "
-          f"explained variance (fp32, {agree_head}) | stc peak extra memory (MiB) |")
-    print(rule + "---|---|---|---|")
+          f"explained variance (fp32, {agree_head}) | stc peak extra memory (MiB) |"
+          + (" host syncs per call: stc, HoliTom, FastVID, VisionZip |" if cuda else ""))
+    print(rule + "---|---|---|---|" + ("---|" if cuda else ""))
     cases = CASES
+    floors = []
     if features:
         import torch
 
@@ -193,7 +231,7 @@ def main() -> None:
         payload = json.dumps([frames, tokens, retention, args.dim, args.device, args.repeats,
                               str(features) if features else None, methods,
                               str(ROOT / "tests") if args.reference else None, args.threads,
-                              args.cpu_time and args.device != "cuda", w])
+                              args.cpu_time and args.device != "cuda", w, args.floor])
         res = subprocess.run([sys.executable, "-c", _CHILD, payload], capture_output=True, text=True, cwd=ROOT)
         if res.returncode != 0:
             print(f"| {frames}x{tokens} | {retention:.0%} | failed: {res.stderr.strip().splitlines()[-1]} |")
@@ -211,7 +249,14 @@ def main() -> None:
         kept = ", ".join(f"{a[0]:.3f}" for a in r["agree"].values())
         explained = ", ".join(f"{v:.3f}" for v in [r["explained_fp32"], *(a[1] for a in r["agree"].values())])
         print(f"| {frames}x{tokens} ({frames * tokens}) | {retention:.0%} | {r['budget']} | {ratios} |{extra} "
-              f"{times} | {kept} | {explained} | {r['peak_mib']:.0f} |", flush=True)
+              f"{times} | {kept} | {explained} | {r['peak_mib']:.0f} |"
+              + (" " + ", ".join(str(r["syncs"].get(n, "-")) for n in methods) + " |" if cuda else ""), flush=True)
+        if r["floors"]:
+            floors.append((f"{frames}x{tokens} tokens ({retention:.0%} case)", r["floors"], ms["holitom"]))
+    for case, parts, holitom in floors:
+        print(f"floor of any global pairwise pass over {case}, same process: "
+              + ", ".join(f"{name} {v:.0f} ms" for name, v in parts.items())
+              + f", together {sum(parts.values()) / holitom:.2f}x HoliTom's whole stage 1 ({holitom:.0f} ms)")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 # The GPU check: the paper's efficiency table on one CUDA GPU, then the processor-equivalence
 # test. Offline (no hub, no download): LLaVA-OneVision-7B at its true size (8.03B parameters)
 # with random weights made on the GPU, bf16, sdpa, 32 frames; the baseline, stc 10%/5% and
-# 2%/1% and every other method of stc.list_methods() at 10% and 2%. Meant to take well under 8
-# minutes on one GPU with >= 24 GiB (16 GiB of weights); not yet timed on a GPU: none was
-# available when it was written. The bench prints its own wall time.
+# 2%/1% and every other method of stc.list_methods() at 10% and 2%, each row the median of 3
+# rounds. Needs one GPU with >= 24 GiB (16 GiB of weights). Its parts, run one by one on one H200
+# on 2026-12-04 (README, "GPU check"; docs/gpu/): the bench 184 s, the stage-1 micro-benchmark
+# ~40 s, the tiny Qwen3-VL ~30 s, the processor test 20 s. The bench prints its own wall time.
 #
 #   benchmarks/gpu_check.sh               python -m stc.bench --paper --device cuda, then
 #                                         python -m pytest -q tests/test_processors.py -rs
@@ -24,7 +25,8 @@
 #
 # Stage-1 micro-benchmark (after the bench): stc, HoliTom, FastVID and VisionZip compress the
 # same features in one process, round-robin, 20 rounds after a warm-up, ms per video with CUDA
-# events (perf_counter on CPU), and their ratios: benchmarks/compress_speed.py on the paper's
+# events (perf_counter on CPU), and their ratios, host syncs per call on CUDA, and the floor of any
+# global pairwise pass (--floor): benchmarks/compress_speed.py on the paper's
 # setting (LLaVA-OneVision-7B's D = 3584, 32 frames of the bench's clip, 2% and 10%); --cpu:
 # the tiny model's features, 8 frames. Written to stage1-<device>.md.
 #
@@ -139,7 +141,7 @@ if [[ "$device" == cuda ]]; then
 else
     # tiny model: 16 new tokens and one thread keep it to seconds (on a busy machine two OpenMP
     # threads fighting other processes make it ten times slower, and the tiny model gains nothing)
-    bench_args=(--paper --device cpu --size tiny --frames 8 --max-new-tokens 16)
+    bench_args=(--paper --device cpu --size tiny --frames 8 --max-new-tokens 16 --repeats 1)
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 fi
 table="$OUT/bench-$device.md"
@@ -161,9 +163,9 @@ p = pathlib.Path(s.origin).parent / "media_assets/videos/world.mp4" if s and s.o
 print(p if p and p.exists() else "")' 2>/dev/null)"
 [[ -n "$clip_path" ]] && clip="$clip_path"
 if [[ "$device" == cuda ]]; then
-    stage1_args=(--device cuda --clip "$clip" --size 7b --frames 32 --retention 0.02 0.1 --repeats 20)
+    stage1_args=(--device cuda --clip "$clip" --size 7b --frames 32 --retention 0.02 0.1 --repeats 20 --floor)
 else
-    stage1_args=(--device cpu --clip "$clip" --size tiny --frames 8 --retention 0.02 0.1 --repeats 5)
+    stage1_args=(--device cpu --clip "$clip" --size tiny --frames 8 --retention 0.02 0.1 --repeats 5 --floor)
 fi
 stage1="$OUT/stage1-$device.md"
 say "running: $PY benchmarks/compress_speed.py ${stage1_args[*]}"

@@ -121,6 +121,22 @@ def random_llava_onevision(size: str = "0.5b", device="auto", dtype="auto", *, s
 # -- rows and tables --------------------------------------------------------------------------
 
 
+def median_stats(runs: list[Stats]) -> Stats:
+    """One Stats per row: the median of every numeric field over ``runs`` (the same row
+    answered in several rounds); the rest (flags, names) from the first run."""
+    first = runs[0]
+    if len(runs) == 1:
+        return first
+    fields = {}
+    for name, value in first.as_dict().items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            med = float(np.median([getattr(r, name) for r in runs]))
+            fields[name] = round(med) if isinstance(value, int) else med
+        else:
+            fields[name] = value
+    return Stats(**fields)
+
+
 @dataclass
 class Row:
     name: str
@@ -272,6 +288,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--settings", nargs="+", type=parse_setting, default=None,
                         help="stc rows as 'A/B' percentages instead of --retention (e.g. 10/5 2/1 2)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default 16; 64 with --paper")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="rounds over every row, interleaved; each column is the median over the rounds "
+                             "(default 1; 3 with --paper: on a GPU a row's first answer can decode several times "
+                             "slower than the next, docs/gpu/decode-rounds-h200.txt)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default=None, help="default auto (bf16 on CUDA, fp32 on CPU); bfloat16 with --paper")
     args = parser.parse_args(argv)
@@ -285,6 +305,9 @@ def main(argv: list[str] | None = None) -> None:
     max_new_tokens = args.max_new_tokens or (64 if args.paper else 16)
     dtype = args.dtype or ("bfloat16" if args.paper else "auto")
     size = args.size or ("7b" if args.paper else None)
+    repeats = args.repeats or (3 if args.paper else 1)
+    if repeats < 1:
+        parser.error("--repeats must be >= 1")
     configs = plan_rows(methods, args.retention, args.settings)
 
     sizes = {i: s for s, i in RANDOM_IDS.items() if i.startswith("random-init/")}
@@ -311,18 +334,25 @@ def main(argv: list[str] | None = None) -> None:
     last_of_each = {config.method: config for config in configs}
     for config in list(last_of_each.values()) or [None]:
         llm.answer(video, question, config=config, max_new_tokens=2)
-    if args.paper:
-        llm.clear_cache()  # the baseline row encodes again, warm; every later row shares its features
+    if args.paper or llm.device.type == "cuda":
+        # the baseline row encodes again, warm; every later row shares its features (on a GPU the
+        # warm-up's encode carries CUDA's first-call costs: 3.9 s for the tiny Qwen3-VL on an H200,
+        # docs/gpu/bench-qwen3-vl-tiny-h200.md; on a CPU without --paper the 0.5B's encode is
+        # minutes and costs the same cold or warm, so it is kept)
+        llm.clear_cache()
     warmed = time.perf_counter()
-    rows = [Row("baseline (100%)", llm.answer(video, question, max_new_tokens=max_new_tokens).stats)]
-    for config in configs:
-        stats = llm.answer(video, question, config=config, max_new_tokens=max_new_tokens).stats
-        rows.append(Row(row_name(config, llm), stats))
+    runs: list[list[Stats]] = [[] for _ in range(len(configs) + 1)]
+    for _ in range(repeats):  # interleaved: every row sees the machine's state of every round
+        for i, config in enumerate([None, *configs]):
+            runs[i].append(llm.answer(video, question, config=config, max_new_tokens=max_new_tokens).stats)
+    rows = [Row("baseline (100%)", median_stats(runs[0]))]
+    rows += [Row(row_name(config, llm), median_stats(r)) for config, r in zip(configs, runs[1:])]
     base = rows[0].stats
     unit = "ms" if args.paper else "s"
     vision = base.vision_seconds * (1e3 if args.paper else 1)
+    rounds = f"; median of {repeats} interleaved rounds" if repeats > 1 else ""
     print(f"vision encoding (shared by all rows, measured once): {vision:.2f} {unit}; "
-          f"visual tokens before compression: {base.visual_tokens}; max_new_tokens {max_new_tokens}")
+          f"visual tokens before compression: {base.visual_tokens}; max_new_tokens {max_new_tokens}{rounds}")
     print(table(rows, unit=unit))
     if args.paper:
         short = [r.name for r in rows if r.stats.new_tokens != max_new_tokens]

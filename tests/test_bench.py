@@ -50,6 +50,7 @@ def check(tmp_path_factory):
     tables = [table] + [(out / name).read_text() for name in ("stage1-cpu.md", "bench-qwen3-vl-cpu.md")]
     assert done.stdout == "".join(tables)
     assert "stc / HoliTom" in tables[1] and "| stc 2%/1% |" in tables[2]
+    assert tables[1].count("floor of any global pairwise pass over 8x196 tokens") == 2  # 2% and 10%
     lines = [line for line in table.splitlines() if line.startswith("| ")]
     header = _cells(lines[0])
     rows = {cells[0]: dict(zip(header, cells)) for cells in map(_cells, lines[1:])}
@@ -170,10 +171,32 @@ def test_paper_mode_runs_on_a_synthetic_clip_without_gradio(monkeypatch, capsys)
     torch.set_num_threads(1)  # see the check fixture
     try:
         bench.main(["--paper", "--device", "cpu", "--size", "tiny", "--frames", "4",
-                    "--methods", "none", "stc", "--retention", "0.02", "--max-new-tokens", "2"])
+                    "--methods", "none", "stc", "--retention", "0.02", "--max-new-tokens", "2", "--repeats", "2"])
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
-    assert "4 frames of synthetic" in out
+    assert "4 frames of synthetic" in out and "median of 2 interleaved rounds" in out
     names = [_cells(line)[0] for line in out.splitlines() if line.startswith("| ")][1:]
     assert names == ["baseline (100%)", "stc 2%/1%"]
+
+
+def test_repeated_rows_report_the_median_of_each_column():
+    """A row answered in several rounds keeps the median of every number: one slow first answer
+    (seen on a GPU, docs/gpu/decode-rounds-h200.txt) cannot set the row's decode speed."""
+    from stc.bench import median_stats
+    from stc.results import Stats
+
+    def stats(decode: float, prefill: float, new: int) -> Stats:
+        return Stats(visual_tokens=627, visual_tokens_stage1=627, visual_tokens_stage2=314, text_tokens=20,
+                     new_tokens=new, flops=1.0, flops_baseline=10.0, vision_seconds=0.1, vision_cached=True,
+                     compress_seconds=0.01, prefill_seconds=prefill, ttft_seconds=0.2,
+                     decode_tokens_per_second=decode, peak_memory_bytes=7, peak_memory_kind="cuda_max_allocated",
+                     inner_layer=3, device="cuda:0")
+
+    med = median_stats([stats(7.3, 0.036, 64), stats(35.9, 0.033, 64), stats(24.5, 0.053, 63)])
+    assert med.decode_tokens_per_second == 24.5 and med.prefill_seconds == 0.036
+    assert med.new_tokens == 64 and isinstance(med.new_tokens, int)
+    assert med.vision_cached is True and med.inner_layer == 3 and med.peak_memory_kind == "cuda_max_allocated"
+    one = stats(7.3, 0.036, 64)
+    assert median_stats([one]) is one
+

@@ -158,6 +158,10 @@ def test_grid_runs_the_baseline_once():
         grid(["no-such-method"], [0.1])
     with pytest.raises(ValueError, match="retention"):
         grid(["stc"], [1.5])
+    forced = grid(["none", "holitom"], [0.1], positions="original")
+    assert forced[0].config() is None  # the baseline compresses nothing: no rule to force
+    assert forced[1].config().positions == "original" and forced[1].config().position_rule == "original"
+    assert grid(["holitom"], [0.1])[0].config().position_rule == "contiguous"  # its own rule
 
 
 # -- a real run, interrupted and resumed ---------------------------------------------------------
@@ -337,6 +341,13 @@ def test_cli_limit_resume_and_settings_guard(manifest, tmp_path, capsys):
 
     assert main(args[:-1] + ["--frames", "8", "--no-progress", "--limit", "1"]) == 2  # other settings: refused
     assert "other settings" in capsys.readouterr().err
+    # a forced position rule is a setting of the run: recorded, and not mixed into a run without it
+    assert main(args + ["--limit", "1", "--positions", "contiguous"]) == 2
+    assert "positions: None there, 'contiguous' now" in capsys.readouterr().err
+    forced = args[:-2] + [str(tmp_path / "forced"), "--no-progress", "--limit", "1", "--positions", "contiguous"]
+    assert main(forced) == 0
+    assert "positions contiguous for every method" in capsys.readouterr().out
+    assert json.loads((tmp_path / "forced" / "run.json").read_text())["positions"] == "contiguous"
 
     bad = _write(tmp_path / "bad.jsonl", [{"video": "v.mp4", "question": "Q", "options": ["x"], "answer": "A"}])
     assert main([str(bad), "--model", TINY, "--out", str(tmp_path / "o2")]) == 2

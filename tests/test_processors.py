@@ -155,7 +155,9 @@ def test_a_saved_checkpoint_loads_and_answers_as_the_original(tmp_path, llm, vid
     answers as the model it was saved from."""
     llm.model.save_pretrained(tmp_path)
     llm.processor.save_pretrained(tmp_path)
-    loaded = stc.load(str(tmp_path), device="cpu")
+    # on the original's device and dtype (on a GPU the fixture is bf16 on CUDA: a copy in fp32 on
+    # the CPU would answer differently for that reason alone; seen in the GPU check, 2026-12-04)
+    loaded = stc.load(str(tmp_path), device=llm.device, dtype=llm.dtype)
     assert type(loaded.adapter) is type(llm.adapter) and loaded.model_id == str(tmp_path)
     config = stc.STCConfig(retention=0.05)
     a = llm.answer(video, "What is shown?", config=config, max_new_tokens=4)
@@ -216,7 +218,7 @@ def test_a_checkpoint_in_the_hubs_older_file_layout_loads_and_answers_the_same(t
     (tmp_path / "chat_template.jinja").unlink()
     (tmp_path / "chat_template.json").write_text(json.dumps({"chat_template": template}))
 
-    loaded = stc.load(str(tmp_path), device="cpu")
+    loaded = stc.load(str(tmp_path), device=llm.device, dtype=llm.dtype)  # as above
     assert loaded.processor.chat_template == llm.processor.chat_template
     assert list(loaded.processor.video_processor.image_mean) == list(llm.processor.video_processor.image_mean)
     config = stc.STCConfig(retention=0.05)

@@ -210,23 +210,28 @@ TOY = Path(__file__).resolve().parents[1] / "toy" / "llava-onevision"
 
 def test_the_committed_toy_answers_its_check_questions_as_recorded(tmp_path):
     """toy/llava-onevision, loaded with stc.load and asked as stc.eval asks (uncompressed), gives
-    the answers recorded at training time on the first CHECK_ITEMS held-out questions.
+    the answers recorded at training time on the first ASKED of its CHECK_ITEMS recorded held-out
+    questions (half of them: each question costs ~0.8 s of the suite's budget at 3,136 tokens).
 
-    Tolerance: 2 of 40 answers may differ. On the machine that trained it the answers repeat
-    exactly (fp32, greedy); another CPU's kernels (SIMD width, thread count) round differently,
-    and a greedy letter flips only where two letters' logits are within that rounding. A broken
-    checkpoint, processor or prompt moves many answers to one letter, or to chance (~30 of 40
+    Tolerance: 2 answers may differ. On the machine that trained it the answers repeat exactly
+    (fp32, greedy); another CPU's kernels (SIMD width, thread count) round differently, and a
+    greedy letter flips only where two letters' logits are within that rounding. A broken
+    checkpoint, processor or prompt moves many answers to one letter, or to chance (~15 of 20
     differ)."""
     record = json.loads((TOY / "accuracy.json").read_text())
     check = record["check"]
     assert len(check["answers"]) == CHECK_ITEMS
-    result = evaluate(TOY, range(*check["seeds"]), workdir=tmp_path)
-    differ = [k for k, v in check["answers"].items() if result["answers"][k] != v]
+    first = check["seeds"][0]
+    asked = range(first, first + CHECK_ITEMS // 2)
+    result = evaluate(TOY, asked, workdir=tmp_path)
+    recorded = {f"toy-{s}": check["answers"][f"toy-{s}"] for s in asked}
+    differ = [k for k, v in recorded.items() if result["answers"][k] != v]
     assert len(differ) <= 2, differ
-    truth = {f"toy-{s}": make_sample(s).answer for s in range(*check["seeds"])}
+    truth = {f"toy-{s}": make_sample(s).answer for s in asked}
     correct = sum(result["answers"][k] == truth[k] for k in truth)
-    assert abs(correct - check["correct"]) <= 2
-    assert check["correct"] >= 0.5 * CHECK_ITEMS  # what it records is far from chance (25%; it records 70%)
+    recorded_correct = sum(recorded[k] == truth[k] for k in truth)
+    assert abs(correct - recorded_correct) <= 2
+    assert recorded_correct >= 0.5 * len(asked)  # far from chance (25%); it records 28 of all 40
 
 
 def test_the_synthetic_examples_are_the_generator_s_clips_and_the_demo_s_toy_answers_one():

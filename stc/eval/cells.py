@@ -18,9 +18,12 @@ class Cell:
 
     method: str
     retention: float
+    positions: str | None = None  # None: the method's own rule; else forced (STCConfig.positions)
 
     def config(self) -> STCConfig | None:
-        return None if self.method == BASELINE else STCConfig(retention=self.retention, method=self.method)
+        if self.method == BASELINE:
+            return None
+        return STCConfig(retention=self.retention, method=self.method, positions=self.positions)
 
     @property
     def label(self) -> str:
@@ -35,8 +38,9 @@ def rkey(retention: float) -> float:
     return round(float(retention), 6)
 
 
-def grid(methods: Iterable[str], retentions: Iterable[float]) -> list[Cell]:
-    """Cells in run order: the baseline once (if asked for), then each method at each retention."""
+def grid(methods: Iterable[str], retentions: Iterable[float], positions: str | None = None) -> list[Cell]:
+    """Cells in run order: the baseline once (if asked for), then each method at each retention;
+    ``positions`` forces one position-id rule on every compressing cell (None: each method's own)."""
     methods = list(dict.fromkeys(methods))
     retentions = list(dict.fromkeys(rkey(r) for r in retentions))
     known = list_methods()
@@ -47,7 +51,7 @@ def grid(methods: Iterable[str], retentions: Iterable[float]) -> list[Cell]:
         if not 0 < r <= 1:
             raise ValueError(f"retention must be in (0, 1], got {r!r}")
     cells = [Cell(BASELINE, 1.0)] if BASELINE in methods else []
-    cells += [Cell(m, r) for m in methods if m != BASELINE for r in retentions]
+    cells += [Cell(m, r, positions) for m in methods if m != BASELINE for r in retentions]
     if not cells:
         raise ValueError("the grid is empty: give at least one method (and a retention unless it is 'none')")
     return cells

@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="output folder; rerun to resume (default: runs/eval)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N questions")
     parser.add_argument("--retry-errors", action="store_true", help="run again the cells whose record is an error")
+    parser.add_argument("--positions", choices=["original", "contiguous"], default=None,
+                        help="force one position-id rule on every method (default: each method's own, "
+                             "stc.get_method(m).positions); recorded in OUT/run.json")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     methods = _split(args.methods)
     try:
-        cells = grid(methods, args.retention)
+        cells = grid(methods, args.retention, args.positions)
     except ValueError as e:
         parser.error(str(e))
     if args.limit is not None and args.limit < 1:
@@ -88,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     wanted = {(i.id, c.method, rkey(c.retention)) for i in items for c in cells}
     records = [r for k, r in log.records.items() if k in wanted]
     rows = summarize(records)
-    title = f"# stc.eval: {llm.model_id}, {args.frames} frames, {len(items)} question(s), prompt {args.prompt}"
+    forced = f", positions {args.positions} for every method" if args.positions else ""
+    title = f"# stc.eval: {llm.model_id}, {args.frames} frames, {len(items)} question(s), prompt {args.prompt}{forced}"
     csv_path, md_path = write_summary(rows, args.out, title)
     print(title)
     print(markdown_table(rows))

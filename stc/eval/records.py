@@ -75,16 +75,19 @@ class RunSettings:
     frames: int
     max_new_tokens: int
     prompt: str
+    positions: str | None = None  # a forced position-id rule (absent from run.json when None)
 
     def check_or_write(self, out: Path) -> None:
         path = out / "run.json"
         mine = {"model": self.model, "frames": self.frames, "max_new_tokens": self.max_new_tokens, "prompt": self.prompt}
+        if self.positions is not None:
+            mine["positions"] = self.positions
         if path.exists():
             try:
                 theirs = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
                 theirs = {}
-            diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
+            diff = {k: (theirs.get(k), mine.get(k)) for k in sorted({*mine, *theirs}) if theirs.get(k) != mine.get(k)}
             if diff:
                 what = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
                 raise EvalError(f"{out} holds a run with other settings ({what}); use another --out or the same settings")

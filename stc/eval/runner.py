@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..video import load_video
-from .cells import Cell, rkey
+from .cells import BASELINE, Cell, rkey
 from .manifest import Item
 from .parsing import parse_answer
 from .prompts import build_prompt, check_style
@@ -78,7 +78,10 @@ def run_eval(
     check_style(prompt)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    RunSettings(llm.model_id, frames, max_new_tokens, prompt).check_or_write(out)
+    forced = {c.positions for c in cells if c.method != BASELINE} - {None}
+    if len(forced) > 1:
+        raise EvalError(f"one run forces at most one position rule, got {sorted(forced)}")
+    RunSettings(llm.model_id, frames, max_new_tokens, prompt, next(iter(forced), None)).check_or_write(out)
     log = RecordLog(out / "records.jsonl")
 
     def pending(item: Item, cell: Cell) -> bool:
