@@ -22,7 +22,8 @@ compression column sees; 7b, D = 3584, the paper's setting) and saves the featur
 ``--features`` reads such a file (``torch.save((features [T, N, D], scores [T, N]), path)``).
 With a clip or a file the cases are its T x N tokens at each ``--retention``. On CUDA every
 call is timed with CUDA events after the warm-up, elsewhere with perf_counter; on CUDA each
-method's host-device synchronisations per call are counted too (torch's sync debug mode). ``--reference``
+method's host-device synchronisations per call are counted too (torch's sync debug mode), on
+a CPU the operations that would wait for a device (tests/host_reads.py). ``--reference``
 also times stc's stage 1 as it was before issue 26 (tests/stage1_reference.py, the exactness
 tests' reference) for a before/after ratio. Every case also times stc with the fp32 distances
 (``options={"distances": "fp32"}``, the arithmetic before issue 26) and, with ``--knn-window W``,
@@ -46,7 +47,7 @@ PEERS = ["holitom", "fastvid", "visionzip"]
 _CHILD = r"""
 import json, resource, sys, time, torch, stc
 from stc.methods import get_method
-frames, tokens, retention, dim, device, repeats, features_path, methods, reference, threads, cpu_time, window, floor = json.loads(sys.argv[1])
+frames, tokens, retention, dim, device, repeats, features_path, methods, reference, threads, cpu_time, window, floor, host_reads_dir = json.loads(sys.argv[1])
 if threads:
     torch.set_num_threads(threads)
 clock = time.process_time if cpu_time else time.perf_counter
@@ -125,9 +126,17 @@ if floor:
             sync(); t0 = clock(); call(); sync(); best.append(clock() - t0)
         floors[name] = 1000 * min(best)
     del big
-# Host-device synchronisations per call (CUDA): torch's sync debug mode warns at each one.
+# Host-device synchronisations per call: on CUDA torch's sync debug mode warns at each one;
+# elsewhere tests/host_reads.py counts the operations that would wait for a device.
 syncs = {}
-if device == "cuda":
+if device != "cuda":
+    sys.path.insert(0, host_reads_dir)
+    from host_reads import HostReads
+    for name in ["stc", *PEERS_IN_CHILD]:
+        with HostReads() as reads:
+            calls[name]()
+        syncs[name] = reads.total
+else:
     import warnings
     for name in ["stc", *PEERS_IN_CHILD]:
         torch.cuda.set_sync_debug_mode("warn")
@@ -216,8 +225,9 @@ def main() -> None:
     cuda = args.device == "cuda"
     print(head + f" times (ms): stc, HoliTom, FastVID, VisionZip | kept as with fp32 ({agree_head}) | "
           f"explained variance (fp32, {agree_head}) | stc peak extra memory (MiB) |"
-          + (" host syncs per call: stc, HoliTom, FastVID, VisionZip |" if cuda else ""))
-    print(rule + "---|---|---|---|" + ("---|" if cuda else ""))
+          + (" host syncs per call: stc, HoliTom, FastVID, VisionZip |" if cuda else
+             " host reads per call (tests/host_reads.py): stc, HoliTom, FastVID, VisionZip |"))
+    print(rule + "---|---|---|---|---|")
     cases = CASES
     floors = []
     if features:
@@ -231,7 +241,7 @@ def main() -> None:
         payload = json.dumps([frames, tokens, retention, args.dim, args.device, args.repeats,
                               str(features) if features else None, methods,
                               str(ROOT / "tests") if args.reference else None, args.threads,
-                              args.cpu_time and args.device != "cuda", w, args.floor])
+                              args.cpu_time and args.device != "cuda", w, args.floor, str(ROOT / "tests")])
         res = subprocess.run([sys.executable, "-c", _CHILD, payload], capture_output=True, text=True, cwd=ROOT)
         if res.returncode != 0:
             print(f"| {frames}x{tokens} | {retention:.0%} | failed: {res.stderr.strip().splitlines()[-1]} |")
@@ -250,7 +260,7 @@ def main() -> None:
         explained = ", ".join(f"{v:.3f}" for v in [r["explained_fp32"], *(a[1] for a in r["agree"].values())])
         print(f"| {frames}x{tokens} ({frames * tokens}) | {retention:.0%} | {r['budget']} | {ratios} |{extra} "
               f"{times} | {kept} | {explained} | {r['peak_mib']:.0f} |"
-              + (" " + ", ".join(str(r["syncs"].get(n, "-")) for n in methods) + " |" if cuda else ""), flush=True)
+              + " " + ", ".join(str(r["syncs"].get(n, "-")) for n in methods) + " |", flush=True)
         if r["floors"]:
             floors.append((f"{frames}x{tokens} tokens ({retention:.0%} case)", r["floors"], ms["holitom"]))
     for case, parts, holitom in floors:

@@ -42,7 +42,8 @@ def segment_mean(features: torch.Tensor, labels: torch.Tensor, num_segments: int
     CPU, a segmented sum of the rows sorted by label elsewhere; no atomic adds). Every segment
     must be non-empty. Result in features' dtype.
     """
-    counts = torch.bincount(labels, minlength=num_segments)
+    # (index_add_, not bincount: no host read on a GPU, whose bincount first reads the max label)
+    counts = torch.zeros(num_segments, dtype=torch.long, device=labels.device).index_add_(0, labels, torch.ones_like(labels))
     if features.device.type == "cpu":  # index_add_ is sequential (deterministic) on CPU only
         totals = features.new_zeros(num_segments, features.shape[1], dtype=torch.float64)
         totals.index_add_(0, labels, features.double())

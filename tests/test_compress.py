@@ -453,3 +453,49 @@ def test_knn_window_is_checked_and_reaches_the_method_and_the_stream():
     assert stream.knn_window == 1
     stream.add(features, scores)
     _assert_same(stream.finish(), whole)
+
+
+# -- host reads (each one a device sync on a GPU; issue 26) ---------------------------------------
+def test_host_reads_counts_what_waits_for_the_device():
+    from host_reads import HostReads
+
+    x = torch.randn(6)
+    with HostReads() as reads:
+        bool((x > 0).any())
+        x = x[x.abs() > 0.1]  # data-dependent size
+        x.sum().item()
+        torch.topk(x, 2)  # the size is known: no read
+        x[:2] * 2
+    assert reads.total == 3, reads.calls
+
+
+def test_selection_over_long_redundant_stretches_equals_the_sequential_rule():
+    """Windows that grow across rejected stretches, blocks of survivors: still the plain rule."""
+    g = torch.Generator().manual_seed(7)
+    distinct = torch.randn(40, 16, generator=g)
+    tokens = distinct[torch.randint(0, 40, (3000,), generator=g)] + 0.2 * torch.randn(3000, 16, generator=g)
+    unit = torch.nn.functional.normalize(tokens, dim=-1)
+    order = torch.randperm(3000, generator=g)
+    for quota, tau in ((30, 0.9), (60, 0.9), (500, 0.99), (3000, 0.5)):
+        got = stc.compress.unified_selection(unit, order, quota, tau).tolist()
+        assert got == _reference_selection(unit, order, quota, tau), (quota, tau)
+
+
+@pytest.mark.parametrize("retention", [0.02, 0.1])
+def test_stage1_reads_the_host_per_block_of_survivors_not_per_block_of_tokens(retention):
+    """32 frames of a drifting scene: stc's stage 1 waits for the device a few times per block of
+    selection survivors (7 here; 33 before this rework of unified selection), far fewer than the
+    peers, whose counts are taken the same way."""
+    from host_reads import HostReads
+    from stc.methods import get_method
+
+    features, scores = _video_like(32, 196, 64, seed=0)
+    counts = {}
+    for name in ("stc", "holitom", "fastvid", "visionzip"):
+        config = stc.STCConfig(method=name, retention=retention)
+        method = get_method(name)
+        with HostReads() as reads:
+            method.compress(features, scores, method.counts(config, 32 * 196).stage1, grid=(14, 14), config=config)
+        counts[name] = reads.total
+    assert counts["stc"] <= 16, counts
+    assert all(2 * counts["stc"] < counts[peer] for peer in ("holitom", "fastvid", "visionzip")), counts

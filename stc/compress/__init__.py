@@ -6,7 +6,8 @@ already there. Everything else is the recycle pool, which DPC-kNN clusters into 
 budget; each cluster is "refilled" as the mean of its members at the position of its centre.
 
 Pure tensor functions, no model code. Everything runs on the tensors' device; the only host
-syncs are a few scalars per block of candidates (to stop early) and loop bounds. Pairwise work is
+reads are a few per block of selection survivors (to stop early) and the count of DPC-kNN's
+density peaks (tests/test_compress.py counts them). Pairwise work is
 chunked so peak memory grows linearly with the number of tokens, never with its square.
 
 Distances (``distances``, issue 26). DPC-kNN's pairwise pass over the recycle pool (~6,200 tokens
@@ -75,6 +76,21 @@ def _chunk_rows(cols: int) -> int:
     return max(1, _CHUNK_ELEMENTS // max(1, cols))
 
 
+def _rejected(unit: torch.Tensor, cand: torch.Tensor, pool_unit: torch.Tensor, pool_idx: torch.Tensor, tau: float,
+              linked: Linked | None) -> torch.Tensor:
+    """[c] bool: candidate cand[i] is too similar (cos >= tau, and linked if a relation is given)
+    to one of the pooled tokens pool_unit [p, D] (indices pool_idx). Chunked over candidates."""
+    rows = max(1, (1 << 22) // max(pool_unit.shape[0], unit.shape[1]))
+    out = []
+    for s in range(0, cand.numel(), rows):
+        c = cand[s : s + rows]
+        close = (unit[c] @ pool_unit.T) >= tau
+        if linked is not None:
+            close &= linked(c, pool_idx)
+        out.append(close.any(dim=1))
+    return torch.cat(out)
+
+
 def unified_selection(
     unit: torch.Tensor, order: torch.Tensor, quota: int, tau: float, linked: Linked | None = None
 ) -> torch.Tensor:
@@ -87,10 +103,14 @@ def unified_selection(
     Returns the indices [P] (P <= quota) of the retention pool, in visiting order: the first
     ``quota`` candidates c with max_{p in pool} cos(c, p) < tau (over the linked p).
 
-    Candidates are resolved in blocks. Inside a block the sequential rule "c is kept iff no
-    earlier kept candidate conflicts with it" is solved by fixed-point rounds over the block's
-    conflict graph, which decide at least the first undecided candidate each round and usually
-    all of them in a handful; the result is exactly the sequential greedy one.
+    Candidates are read in windows of the visiting order, each filtered at once against the
+    pool (a rejected candidate can never be kept, nor block a later one); a window that yields
+    few survivors doubles the next one, so a long redundant stretch costs a few host reads, not
+    one per block. Blocks of survivors are then resolved against themselves: the sequential rule
+    "c is kept iff no earlier kept candidate conflicts with it" is solved by fixed-point rounds
+    over the block's conflict graph, which decide at least the first undecided candidate each
+    round and usually all of them in a handful; survivors left for a later block are filtered
+    against what the block added. The result is exactly the sequential greedy one.
     """
     device = unit.device
     if quota <= 0:
@@ -98,22 +118,22 @@ def unified_selection(
     pool_parts: list[torch.Tensor] = []
     pool_unit = unit.new_empty(0, unit.shape[1])
     pool_idx = order.new_empty(0)
-    taken = 0
-    for start in range(0, order.numel(), _SELECT_BLOCK):
-        idx = order[start : start + _SELECT_BLOCK]
+    survivors = order.new_empty(0)  # filtered against the whole pool, not yet resolved
+    read, window, taken = 0, _SELECT_BLOCK, 0
+    while taken < quota:
+        while survivors.numel() < _SELECT_BLOCK // 2 and read < order.numel():
+            cand = order[read : read + window]
+            read += cand.numel()
+            if pool_idx.numel():
+                cand = cand[~_rejected(unit, cand, pool_unit, pool_idx, tau, linked)]
+            # grow the window across stretches the pool rejects; back to one block otherwise
+            window = 2 * window if cand.numel() < _SELECT_BLOCK // 2 else _SELECT_BLOCK
+            survivors = torch.cat([survivors, cand])
+        if survivors.numel() == 0:
+            break
+        idx, survivors = survivors[:_SELECT_BLOCK], survivors[_SELECT_BLOCK:]
         block = unit[idx]  # [b, D]
         b = idx.numel()
-        if pool_unit.shape[0] and linked is None:
-            alive = (block @ pool_unit.T).amax(dim=1) < tau
-        elif pool_unit.shape[0]:
-            alive = ~(((block @ pool_unit.T) >= tau) & linked(idx, pool_idx)).any(dim=1)
-        else:
-            alive = torch.ones(b, dtype=torch.bool, device=device)
-        # Only candidates the pool lets through can be kept or block a later one: resolve those.
-        idx, block = idx[alive], block[alive]
-        b = idx.numel()
-        if b == 0:
-            continue
         # conflict[i, j]: earlier candidate j (j < i) is too similar to i.
         conflict = torch.tril((block @ block.T) >= tau, diagonal=-1)
         if linked is not None:
@@ -121,8 +141,9 @@ def unified_selection(
         kept = torch.zeros(b, dtype=torch.bool, device=device)
         undecided = torch.ones(b, dtype=torch.bool, device=device)
         for round_ in range(b):
-            # (a host read every few rounds: extra rounds after the fixed point change nothing)
-            if round_ % _ROUNDS_PER_CHECK == 0 and not bool(undecided.any()):
+            # (a host read every few rounds, none before the first: extra rounds after the fixed
+            # point change nothing)
+            if round_ and round_ % _ROUNDS_PER_CHECK == 0 and not bool(undecided.any()):
                 break
             # Earlier neighbours that are kept or still undecided block a decision to keep.
             pending = (conflict & (kept | undecided)[None, :]).any(dim=1)
@@ -136,9 +157,10 @@ def unified_selection(
             break
         pool_parts.append(new)
         taken += new.numel()
-        pool_unit = torch.cat([pool_unit, unit[new]])
-        if linked is not None:
-            pool_idx = torch.cat([pool_idx, new])
+        if new.numel():
+            pool_unit, pool_idx = torch.cat([pool_unit, unit[new]]), torch.cat([pool_idx, new])
+            if survivors.numel():
+                survivors = survivors[~_rejected(unit, survivors, unit[new], new, tau, linked)]
     return torch.cat(pool_parts) if pool_parts else torch.empty(0, dtype=torch.long, device=device)
 
 
@@ -169,7 +191,7 @@ class _Pairwise:
         if distances == "fp32":
             self.x = x
             self.sq = (x * x).sum(1)
-            self.bound = 4.0 * float(self.sq.max()) * self.scale
+            self._bound = (self.sq, 4.0)
             return
         xr = (x - x.mean(dim=0)).to(torch.bfloat16)
         sq = torch.linalg.vector_norm(xr, dim=1, dtype=torch.float32).square()
@@ -180,7 +202,13 @@ class _Pairwise:
         self.a = torch.cat([xr, hi[:, None], lo[:, None], one, one, pad], dim=1)
         self.b = torch.cat([xr * -2.0, one, one, hi[:, None], lo[:, None], pad], dim=1)  # -2 x: exact
         # every d^2 of the centred tokens is at most 4 max ||x||^2; 5% covers the rounding
-        self.bound = 4.2 * float(sq.max()) * self.scale
+        self._bound = (sq, 4.2)
+
+    @property
+    def bound(self) -> float:
+        """An upper bound of every d^2 / D (a host read: only a relation's penalty needs it)."""
+        sq, factor = self._bound
+        return factor * float(sq.max()) * self.scale
 
     def raw(self, rows, cols=slice(None)) -> torch.Tensor:
         if self.distances == "fp32":
@@ -409,7 +437,8 @@ def compress_tokens(
 
     in_pool = torch.zeros(total, dtype=torch.bool, device=device)
     in_pool[pool] = True
-    recycle = torch.nonzero(~in_pool).squeeze(1)  # ascending flat index
+    # ascending flat index of the rest (a stable sort puts False first: no host read, P is known)
+    recycle = torch.sort(in_pool.to(torch.uint8), stable=True).indices[: total - pool.numel()]
     local = None if linked is None else (lambda a, b: linked(recycle[a], recycle[b]))
     centres, labels = dpc_knn(flat[recycle], budget - pool.numel(), knn_k, local, distances, recycle // n, knn_window)
     num_clusters = centres.numel()
