@@ -207,7 +207,7 @@ def test_peak_memory_is_bounded_on_both_backends(huge_clips, clip, num_frames, s
 APP_MEMORY_LIMIT = 1.5 * GIB
 
 _APP_CHILD = textwrap.dedent(
-    """
+    r"""
     import json, os, re, sys
     root, clip, tab, frames = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     sys.path.insert(0, os.path.join(root, "tests"))
