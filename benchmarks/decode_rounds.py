@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--video", type=Path, default=None, help="default: gradio's world.mp4")
     args = parser.parse_args()
-    llm = random_llava_onevision(args.size, args.device, "bfloat16" if args.device == "cuda" else "auto")
+    llm = random_llava_onevision(args.size, args.device, "auto")  # bf16 on CUDA, fp32 on CPU
     video = load_video(args.video or default_clip(), num_frames=args.frames)
     question = "Describe what happens in this video."
     configs = [None] + [stc.STCConfig(method=m, retention=r) for r in (0.1, 0.02)

@@ -80,7 +80,7 @@ def _rejected(unit: torch.Tensor, cand: torch.Tensor, pool_unit: torch.Tensor, p
               linked: Linked | None) -> torch.Tensor:
     """[c] bool: candidate cand[i] is too similar (cos >= tau, and linked if a relation is given)
     to one of the pooled tokens pool_unit [p, D] (indices pool_idx). Chunked over candidates."""
-    rows = max(1, (1 << 22) // max(pool_unit.shape[0], unit.shape[1]))
+    rows = _chunk_rows(max(pool_unit.shape[0], unit.shape[1]))  # the [rows, D] gather is one chunk too
     out = []
     for s in range(0, cand.numel(), rows):
         c = cand[s : s + rows]
@@ -191,7 +191,7 @@ class _Pairwise:
         if distances == "fp32":
             self.x = x
             self.sq = (x * x).sum(1)
-            self._bound = (self.sq, 4.0)
+            self._bound = 4.0 * self.sq.max() * self.scale  # a 0-d tensor: read only if asked
             return
         xr = (x - x.mean(dim=0)).to(torch.bfloat16)
         sq = torch.linalg.vector_norm(xr, dim=1, dtype=torch.float32).square()
@@ -202,13 +202,12 @@ class _Pairwise:
         self.a = torch.cat([xr, hi[:, None], lo[:, None], one, one, pad], dim=1)
         self.b = torch.cat([xr * -2.0, one, one, hi[:, None], lo[:, None], pad], dim=1)  # -2 x: exact
         # every d^2 of the centred tokens is at most 4 max ||x||^2; 5% covers the rounding
-        self._bound = (sq, 4.2)
+        self._bound = 4.2 * sq.max() * self.scale
 
     @property
     def bound(self) -> float:
         """An upper bound of every d^2 / D (a host read: only a relation's penalty needs it)."""
-        sq, factor = self._bound
-        return factor * float(sq.max()) * self.scale
+        return float(self._bound)
 
     def raw(self, rows, cols=slice(None)) -> torch.Tensor:
         if self.distances == "fp32":
