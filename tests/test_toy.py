@@ -9,13 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import stc
-from stc.eval import load_manifest
+from stc.eval import build_prompt, load_manifest, parse_answer
 from stc.toy.data import (COLOURS, DIRECTIONS, FRAMES, LETTERS, MIN_FRAMES, OPTIONS, SHAPES, TEST_SEEDS, TYPES,
                           make_sample, write_manifest)
-from stc.toy.train import (CHECK_ITEMS, Phase, build_toy, evaluate, patch_labels, pixel_values, pretrain_vision,
-                           shorter_clip, train, train_llm)
+from stc.toy.model import Prompts
+from stc.toy.stages import _batch, describe, visual_tokens
+from stc.toy.train import (CHECK_ITEMS, Phase, build_toy, encode_pool, evaluate, patch_labels, pixel_values,
+                           pretrain_vision, shorter_clip, train, train_llm)
 from stc.video import load_video
 
 RED = 2 + list(COLOURS).index("red")
@@ -160,6 +163,57 @@ def test_a_short_stage_a_lowers_its_loss():
     assert np.mean(losses[-6:]) < np.mean(losses[:6]) - 0.3, losses
     after = model.model.language_model.state_dict()  # stage A trains the tower only
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_stage_b_answers_with_the_option_s_text_that_stc_eval_reads_as_its_letter():
+    """The question's target is the right option's text and <|im_end|> after the exact prompt
+    stc.eval builds, and stc.eval's parser reads that text as the right letter."""
+    model, processor = build_toy(0)
+    prompts = Prompts(model, processor)
+    for seed in range(TEST_SEEDS.start, TEST_SEEDS.start + len(TYPES)):
+        sample = make_sample(seed)
+        ids, targets, start = prompts.answer(sample.kind, sample.answer_text, 5)
+        said = processor.tokenizer.decode(targets[:-1])
+        assert said == sample.answer_text and parse_answer(said, sample.options) == sample.answer
+        assert targets[-1] == prompts.end_id
+        assert (ids[0, start:start + 5] == model.config.video_token_id).all()
+        assert build_prompt(sample.question, sample.options, "videomme") in processor.tokenizer.decode(ids[0])
+
+
+def test_a_batch_of_mixed_lengths_costs_what_its_examples_cost_one_by_one():
+    """Stage B runs the rows of one length together (no padding, no mask): the batch's loss is
+    the mean of each example's loss computed alone, and so is its gradient."""
+    torch.set_num_threads(2)
+    model, processor = build_toy(0)
+    prompts = Prompts(model, processor)
+    rng = np.random.default_rng(0)
+    pool = encode_pool(model, 3, 6, 1.0, rng)
+    examples = [(s, f, frames, answer, grid, task)
+                for (s, f), grid, task in zip(pool * 2, (7, 14, 7, 7, 14, 7), ("answer",) * 3 + ("describe",) * 3)
+                for frames, answer in [shorter_clip(s, rng)]]
+    assert len({len(e[2]) for e in examples}) > 1
+    loss, records = _batch(model, prompts, examples)
+    alone = [_batch(model, prompts, [e])[0] for e in examples]
+    # each one against the plain next-token loss of the whole row (its answer's last token too)
+    for (sample, feats, frames, answer, grid, task), got in zip(examples, alone):
+        text = describe(sample, frames) if task == "describe" else sample.options[LETTERS.index(answer)]
+        visual = visual_tokens(model, feats[frames].float(), grid)
+        ids, targets, start = (prompts.description(text, len(visual)) if task == "describe"
+                               else prompts.answer(sample.kind, text, len(visual)))
+        full = torch.cat([ids[0], targets[-1:]])
+        emb = model.model.get_input_embeddings()(full)
+        emb = torch.cat([emb[:start], visual, emb[start + len(visual):]])
+        hidden = model.model.language_model(inputs_embeds=emb[None]).last_hidden_state[0]
+        logits = model.lm_head(hidden[:-1])
+        n = targets.numel()
+        assert torch.equal(full[-n:], targets)
+        assert torch.allclose(got, F.cross_entropy(logits[-n:], full[1:][-n:]), atol=1e-5)
+    assert torch.allclose(loss, torch.stack(alone).mean(), atol=1e-5)
+    assert [r["loss"] for r in records] == pytest.approx([a.item() for a in alone], abs=1e-5)
+    head = model.lm_head.weight
+    grad = torch.autograd.grad(loss, head)[0]
+    grad_alone = torch.autograd.grad(torch.stack(alone).mean(), head)[0]
+    assert torch.allclose(grad, grad_alone, atol=1e-6)
 
 
 QUICK_POOLS = {"short": (6, 4, 3.0), "long": (3, FRAMES, 2.0)}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -200,13 +200,17 @@ def standardize_projector(model, features: list[torch.Tensor]) -> None:
 def encode_pool(model, count: int, frames: int, top_scale: float, rng: np.random.Generator) -> list[tuple]:
     """``count`` training clips of ``frames`` frames (objects drawn 1 to ``top_scale`` times their
     size, seeds from `TRAIN_SEEDS` drawn by ``rng``) through the frozen tower, computed once:
-    [(sample, features fp16 [T, 729, Dv])]."""
+    [(sample, features fp16 [T, 729, Dv])]. The samples keep their labels (the captions read
+    them) but not their pixels: a 16-frame clip's frames are 7 MB, its labels 4.7 MB and its
+    features 1.5 MB."""
     pool = []
     with torch.no_grad():
         for _ in range(count):
             seed, scale = int(rng.integers(TRAIN_SEEDS.stop)), float(rng.uniform(1.0, top_scale))
             sample = make_sample(seed, frames, scale)
-            pool.append((sample, vision_features(model, pixel_values(sample.frames)).half()))
+            feats = vision_features(model, pixel_values(sample.frames)).half()
+            empty = np.empty((len(sample.frames), 0, 0, 3), np.uint8)  # still T frames long
+            pool.append((replace(sample, frames=empty), feats))
     return pool
 
 
@@ -245,7 +249,9 @@ DESCRIBE_SHARE = 0.3  # examples that are the clip's caption instead of its ques
 
 def _batch(model, prompts: Prompts, examples: list[tuple]) -> tuple[torch.Tensor, list[dict]]:
     """Mean per-example loss of ``examples`` [(sample, features, frames, answer, grid, task)],
-    left-padded into one batch (the answers end every row), and one record per example."""
+    and one record per example. Rows of one length run as one batch with no padding and no
+    mask (SDPA's causal kernel: on this CPU 3x faster than a left-padded batch of mixed
+    lengths with its mask, the same sums up to rounding)."""
     core = model.model
     rows = []
     for sample, feats, frames, answer, grid, task in examples:
@@ -256,21 +262,21 @@ def _batch(model, prompts: Prompts, examples: list[tuple]) -> tuple[torch.Tensor
             ids, targets, start = prompts.answer(sample.kind, sample.options[LETTERS.index(answer)], visual.shape[0])
         emb = core.get_input_embeddings()(ids)[0]
         rows.append((torch.cat([emb[:start], visual, emb[start + visual.shape[0]:]]), targets))
-    n, length = len(rows), max(r[0].shape[0] for r in rows)
-    embeds = torch.zeros(n, length, rows[0][0].shape[1])
-    mask = torch.zeros(n, length, dtype=torch.long)
-    positions = torch.zeros(n, length, dtype=torch.long)
-    labels = torch.full((n, length), -100, dtype=torch.long)
-    for i, (emb, targets) in enumerate(rows):
-        m = emb.shape[0]
-        embeds[i, length - m:], mask[i, length - m:], positions[i, length - m:] = emb, 1, torch.arange(m)
-        labels[i, length - targets.numel():] = targets  # hidden state p predicts labels[p]
-    hidden = core.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).last_hidden_state
-    ce = F.cross_entropy(model.lm_head(hidden).float().flatten(0, 1), labels.flatten(), reduction="none").view(n, length)
-    per_row = (ce * (labels != -100)).sum(1) / (labels != -100).sum(1)
+    per_row: list[torch.Tensor | None] = [None] * len(rows)
+    for length in sorted({r[0].shape[0] for r in rows}):
+        group = [i for i, r in enumerate(rows) if r[0].shape[0] == length]
+        embeds = torch.stack([rows[i][0] for i in group])
+        hidden = core.language_model(inputs_embeds=embeds, position_ids=torch.arange(length)[None]).last_hidden_state
+        for k, i in enumerate(group):
+            targets = rows[i][1]
+            # hidden state p predicts the token at p + 1: the row ends with targets[:-1], so the
+            # last targets.numel() states predict the targets
+            logits = model.lm_head(hidden[k, length - targets.numel():]).float()
+            per_row[i] = F.cross_entropy(logits, targets)
+    losses = torch.stack(per_row)
     records = [{"type": task if task == "describe" else sample.kind, "frames": len(frames), "grid": grid,
-                "loss": float(v)} for (sample, _, frames, _, grid, task), v in zip(examples, per_row.detach())]
-    return per_row.mean(), records
+                "loss": float(v)} for (sample, _, frames, _, grid, task), v in zip(examples, losses.detach())]
+    return losses.mean(), records
 
 
 def train_llm(model, processor, *, seed: int = 0, phases=PHASES, pools=POOLS, describe_share: float = DESCRIBE_SHARE,
