@@ -191,15 +191,25 @@ def test_a_batch_of_mixed_lengths_costs_what_its_examples_cost_one_by_one():
     examples = [(s, f, frames, answer, grid, task)
                 for (s, f), grid, task in zip(pool * 2, (7, 14, 7, 7, 14, 7), ("answer",) * 3 + ("describe",) * 3)
                 for frames, answer in [shorter_clip(s, rng)]]
-    assert len({len(e[2]) for e in examples}) > 1
+    # two more rows of the first's length (the same clip and text, other features), so that one
+    # group runs several rows in one batch while the others run alone
+    sample, feats, frames, answer, grid, task = examples[0]
+    examples += [(sample, feats.flip(0), frames, answer, grid, task), (sample, feats * 0.5, frames, answer, grid, task)]
+    def row(example):
+        """(ids [1, L], targets, start, visual tokens) of one example, as stage B builds it."""
+        sample, feats, frames, answer, grid, task = example
+        visual = visual_tokens(model, feats[frames].float(), grid)
+        if task == "describe":
+            return (*prompts.description(describe(sample, frames), len(visual)), visual)
+        return (*prompts.answer(sample.kind, sample.options[LETTERS.index(answer)], len(visual)), visual)
+
+    lengths = [row(e)[0].shape[1] for e in examples]
+    assert len(set(lengths)) > 1 and lengths.count(lengths[0]) >= 3
     loss, records = _batch(model, prompts, examples)
     alone = [_batch(model, prompts, [e])[0] for e in examples]
     # each one against the plain next-token loss of the whole row (its answer's last token too)
-    for (sample, feats, frames, answer, grid, task), got in zip(examples, alone):
-        text = describe(sample, frames) if task == "describe" else sample.options[LETTERS.index(answer)]
-        visual = visual_tokens(model, feats[frames].float(), grid)
-        ids, targets, start = (prompts.description(text, len(visual)) if task == "describe"
-                               else prompts.answer(sample.kind, text, len(visual)))
+    for example, got in zip(examples, alone):
+        ids, targets, start, visual = row(example)
         full = torch.cat([ids[0], targets[-1:]])
         emb = model.model.get_input_embeddings()(full)
         emb = torch.cat([emb[:start], visual, emb[start + len(visual):]])
