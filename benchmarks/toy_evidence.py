@@ -13,6 +13,13 @@ still carries it:
              the event's cells (its mean is the event, not background);
     merged   cells of two different events end in the same token (two flashes that became one).
 
+It also measures what the LLM's visual input is made of, whatever the question: the share of
+the tokens entering the LLM that stand for objects (saturated cells: shapes, flashes, balls;
+a kept token counts 1 if it lies on one, a refilled token the object share of its members),
+against the same share of all the clip's tokens, and the share that are refilled cluster means
+rather than tokens kept as themselves. The toy was trained on every token of a clip or on
+pooled grids of it, so these two numbers say how far each method's input is from that.
+
 Per type and method it prints the share of events kept, and for count the share of clips in
 which every flash is kept as a token of its own (kept and never merged with another flash) and
 how many tokens' worth of red enter the LLM for 1, 2, 3 and 4 flashes (`red_worth`): the toy
@@ -60,23 +67,31 @@ def evidence_masks(sample) -> list[np.ndarray]:
     return out
 
 
-def event_cells(sample, grid: tuple[int, int]) -> list[set[int]]:
-    """For each event (`evidence_masks`), the flat token indices (frame * gh * gw + cell) of the
-    cells of the pooled grid that its pixels cover by at least a quarter."""
+def covered_cells(mask: np.ndarray, grid: tuple[int, int]) -> set[int]:
+    """The flat token indices (frame * gh * gw + cell) of the cells of the pooled grid that the
+    pixels of `mask` [T, H, W] cover by at least a quarter."""
     gh, gw = grid
-    _, h, w = sample.frames.shape[:3]
+    _, h, w = mask.shape
     ys = (np.arange(h) * gh // h)[:, None]
     xs = (np.arange(w) * gw // w)[None, :]
     cell_of = ys * gw + xs  # [H, W] pooled cell of each pixel
     area = np.bincount(cell_of.ravel(), minlength=gh * gw)
-    out = []
-    for mask in evidence_masks(sample):
-        cells = set()
-        for f in np.nonzero(mask.any(axis=(1, 2)))[0]:
-            covered = np.bincount(cell_of[mask[f]], minlength=gh * gw)
-            cells |= {int(f) * gh * gw + int(c) for c in np.nonzero(covered * 4 >= area)[0]}
-        out.append(cells)
-    return out
+    cells = set()
+    for f in np.nonzero(mask.any(axis=(1, 2)))[0]:
+        covered = np.bincount(cell_of[mask[f]], minlength=gh * gw)
+        cells |= {int(f) * gh * gw + int(c) for c in np.nonzero(covered * 4 >= area)[0]}
+    return cells
+
+
+def event_cells(sample, grid: tuple[int, int]) -> list[set[int]]:
+    """For each event (`evidence_masks`), the cells its pixels cover (`covered_cells`)."""
+    return [covered_cells(mask, grid) for mask in evidence_masks(sample)]
+
+
+def object_cells(sample, grid: tuple[int, int]) -> set[int]:
+    """The cells of every saturated object of the clip, in every frame (`covered_cells`)."""
+    x = sample.frames.astype(np.int16)
+    return covered_cells((x.max(-1) - x.min(-1)) > 100, grid)
 
 
 def survival(kept, events: list[set[int]]) -> tuple[list[bool], bool]:
@@ -108,9 +123,9 @@ def survival(kept, events: list[set[int]]) -> tuple[list[bool], bool]:
 
 
 def red_worth(kept, red: set[int]) -> float:
-    """How many tokens' worth of red enter the LLM: each output token counts the share of red
-    cells in what it stands for (a kept token: 1 if it lies on a red cell; a refilled token:
-    the red share of its cluster's members)."""
+    """How many tokens' worth of `red` cells enter the LLM: each output token counts the share of
+    those cells in what it stands for (a kept token: 1 if it lies on one; a refilled token: the
+    share of its cluster's members on them). With the object cells, the object tokens' worth."""
     assignment = kept.assignment.cpu().numpy()
     selected = kept.selected.cpu().numpy()
     source = kept.source.cpu().numpy()
@@ -122,6 +137,25 @@ def red_worth(kept, red: set[int]) -> float:
             members = np.nonzero(assignment == slot)[0]
             worth += float(np.mean([m in red for m in members])) if len(members) else 0.0
     return worth
+
+
+def held_out_clips(llm, per_type: int):
+    """The first ``per_type`` held-out clips of each type as `stc.eval` reads them (written to
+    mp4, sampled back to 16 frames), with the prompt it builds: yields (sample, video, prompt);
+    clears ``llm``'s feature cache after each clip and prints progress to stderr."""
+    from stc.eval import build_prompt
+    from stc.toy.data import FRAMES, TEST_SEEDS, TYPES, make_sample, write_mp4
+    from stc.video import load_video
+
+    seeds = list(TEST_SEEDS[: per_type * len(TYPES)])
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="stc-toy-clips-") as tmp:
+        for i, seed in enumerate(seeds):
+            sample = make_sample(seed)
+            video = load_video(write_mp4(sample.frames, Path(tmp) / f"{seed}.mp4"), num_frames=FRAMES)
+            yield sample, video, build_prompt(sample.question, sample.options)
+            llm.clear_cache()
+            print(f"{i + 1}/{len(seeds)} clips, {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,39 +170,36 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     import stc
-    from stc.eval import build_prompt
-    from stc.toy.data import FRAMES, TEST_SEEDS, TYPES, make_sample, write_mp4
+    from stc.toy.data import FRAMES, TEST_SEEDS, TYPES, make_sample
 
     assert all(len(cells) for cells in event_cells(make_sample(TEST_SEEDS[0]), (14, 14)))
-    from stc.video import load_video
 
     llm = stc.load(args.model, device="cpu", dtype="float32")
-    seeds = list(TEST_SEEDS[: args.per_type * len(TYPES)])
     stats: dict = {}  # (method, retention, type) -> {"events": [...], "merged": [...], "count_all": [...]}
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="stc-toy-evidence-") as tmp:
-        for i, seed in enumerate(seeds):
-            sample = make_sample(seed)
-            video = load_video(write_mp4(sample.frames, Path(tmp) / f"{seed}.mp4"), num_frames=FRAMES)
-            question = build_prompt(sample.question, sample.options)
-            for method in args.methods:
-                for retention in args.retention:
-                    prep = llm.prepare(video, question, stc.STCConfig(method=method, retention=retention))
-                    events = event_cells(sample, prep.encoded.grid)
-                    alive, merged = survival(prep.kept, events)
-                    cell = stats.setdefault(f"{method}|{retention}|{sample.kind}", {"events": [], "merged": [], "all": []})
-                    cell["events"].append(float(np.mean(alive)))
-                    cell["merged"].append(merged)
-                    cell["all"].append(all(alive) and not merged)
-                    if sample.kind == "count":
-                        red = set().union(*events)
-                        flashes = len(events)
-                        cell.setdefault("worth", {}).setdefault(flashes, []).append(red_worth(prep.kept, red))
-                        stats.setdefault(f"none|1.0|count", {}).setdefault("worth", {}).setdefault(flashes, [])
-                        if retention == args.retention[0] and method == args.methods[0]:
-                            stats["none|1.0|count"]["worth"][flashes].append(float(len(red)))
-            llm.clear_cache()
-            print(f"{i + 1}/{len(seeds)} clips, {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+    for sample, video, question in held_out_clips(llm, args.per_type):
+        for method in args.methods:
+            for retention in args.retention:
+                prep = llm.prepare(video, question, stc.STCConfig(method=method, retention=retention))
+                events = event_cells(sample, prep.encoded.grid)
+                alive, merged = survival(prep.kept, events)
+                cell = stats.setdefault(f"{method}|{retention}|{sample.kind}", {"events": [], "merged": [], "all": []})
+                cell["events"].append(float(np.mean(alive)))
+                cell["merged"].append(merged)
+                cell["all"].append(all(alive) and not merged)
+                objects = object_cells(sample, prep.encoded.grid)
+                n_out = len(prep.kept.selected)
+                cell.setdefault("object_share", []).append(red_worth(prep.kept, objects) / n_out)
+                cell.setdefault("refilled_share", []).append(float((~prep.kept.selected).sum()) / n_out)
+                stats.setdefault("none|1.0|all", {}).setdefault("object_share", [])
+                if retention == args.retention[0] and method == args.methods[0]:
+                    stats["none|1.0|all"]["object_share"].append(len(objects) / len(prep.kept.assignment))
+                if sample.kind == "count":
+                    red = set().union(*events)
+                    flashes = len(events)
+                    cell.setdefault("worth", {}).setdefault(flashes, []).append(red_worth(prep.kept, red))
+                    stats.setdefault("none|1.0|count", {}).setdefault("worth", {}).setdefault(flashes, [])
+                    if retention == args.retention[0] and method == args.methods[0]:
+                        stats["none|1.0|count"]["worth"][flashes].append(float(len(red)))
 
     print(f"# evidence kept in stage 1 (toy, {args.per_type} held-out clips per type, {FRAMES} frames)\n")
     for retention in args.retention:
@@ -181,6 +212,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {method} | " + " | ".join(f"{100 * np.mean(r['events']):.0f}" for r in row)
                   + f" | {100 * np.mean(count['all']):.0f} |")
         print()
+    print("## What enters the LLM: object tokens and refilled cluster means (% of its visual tokens, all clips)\n")
+    print("| method | " + " | ".join(f"objects at {r:.0%}" for r in args.retention) + " | "
+          + " | ".join(f"refilled at {r:.0%}" for r in args.retention) + " |")
+    print("|---|" + "---|" * (2 * len(args.retention)))
+    every = f"{100 * np.mean(stats['none|1.0|all']['object_share']):.1f}"
+    print("| none (every token) | " + " | ".join([every] * len(args.retention) + ["0.0"] * len(args.retention)) + " |")
+    for method in args.methods:
+        shares = [[x for k in TYPES for x in stats[f"{method}|{r}|{k}"][key]] for key in ("object_share", "refilled_share")
+                  for r in args.retention]
+        print(f"| {method} | " + " | ".join(f"{100 * np.mean(v):.1f}" for v in shares) + " |")
+    print()
     print("## count: red tokens' worth entering the LLM, by the true number of flashes (mean over clips)\n")
     print("| method | retention | " + " | ".join(f"{n} flash{'es' * (n > 1)}" for n in (1, 2, 3, 4)) + " |")
     print("|---|---|" + "---|" * 4)
@@ -195,9 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         summary = {key: {"events_kept": float(np.mean(v["events"])), "merged": float(np.mean(v["merged"])),
                          "all_distinct": float(np.mean(v["all"])), "clips": len(v["events"]),
+                         "object_share": float(np.mean(v["object_share"])),
+                         "refilled_share": float(np.mean(v["refilled_share"])),
                          **({"red_worth_by_flashes": {n: float(np.mean(w)) for n, w in v["worth"].items() if w}}
                             if "worth" in v else {})}
                    for key, v in stats.items() if "events" in v}
+        summary["none|1.0|all"] = {"object_share": float(np.mean(stats["none|1.0|all"]["object_share"]))}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(summary, indent=2) + "\n")
     return 0

@@ -70,3 +70,21 @@ def test_one_cluster_over_two_flashes_merges_them_and_dilution_loses_them():
     red = set().union(*events)
     worth = toy_evidence.red_worth(kept, red)
     assert np.isclose(worth, 1.0 + len(red - set(both)) / (m - len(both)))
+
+
+def test_object_cells_hold_every_event_and_few_of_the_clip():
+    """The object cells (every saturated shape, every frame) contain each event's cells and are
+    a small share of the clip; the object share of an input that keeps only them is 1, of every
+    token their share of the clip."""
+    for kind in ("colour", "flash", "count", "motion"):
+        sample = make_sample(_seed(kind))
+        objects = toy_evidence.object_cells(sample, GRID)
+        assert set().union(*toy_evidence.event_cells(sample, GRID)) <= objects
+        m = len(sample.frames) * N
+        assert 0 < len(objects) < 0.2 * m
+        assert toy_evidence.red_worth(_identity(len(sample.frames)), objects) == len(objects)
+        only = sorted(objects)
+        assignment = torch.full((m,), -1, dtype=torch.long)
+        assignment[only] = torch.arange(len(only))
+        kept = Compressed(torch.zeros(len(only), 1), torch.tensor(only), assignment, torch.ones(len(only), dtype=torch.bool))
+        assert toy_evidence.red_worth(kept, objects) / len(only) == 1.0
