@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 import stc
 from stc.eval import build_prompt, load_manifest, parse_answer
-from stc.toy.data import (COLOURS, DIRECTIONS, FRAMES, LETTERS, MIN_FRAMES, OPTIONS, SHAPES, TEST_SEEDS, TYPES,
-                          make_sample, write_manifest)
+from stc.toy.data import (COLOURS, DEMO_SEEDS, DIRECTIONS, FRAMES, LETTERS, MIN_FRAMES, OPTIONS, SHAPES, TEST_SEEDS,
+                          TRAIN_SEEDS, TYPES, VALIDATION_SEEDS, make_sample, write_manifest)
 from stc.toy.model import Prompts
 from stc.toy.stages import _batch, describe, visual_tokens
 from stc.toy.train import (CHECK_ITEMS, Phase, build_toy, encode_pool, evaluate, patch_labels, pixel_values,
@@ -32,6 +32,12 @@ def test_same_seed_same_sample_other_seed_other_sample():
     assert a.frames.shape == (FRAMES, 384, 384, 3) and a.frames.dtype == np.uint8
     assert a.labels.shape == (FRAMES, 384, 384, 2)
     assert a.kind == c.kind and not np.array_equal(a.frames, c.frames)
+
+
+def test_train_test_validation_and_demo_seeds_never_meet():
+    ranges = [set(TRAIN_SEEDS), set(TEST_SEEDS), set(VALIDATION_SEEDS), set(DEMO_SEEDS.values())]
+    assert sum(map(len, ranges)) == len(set().union(*ranges))
+    assert len(VALIDATION_SEEDS) % len(TYPES) == 0  # as many questions of every type
 
 
 def test_types_are_balanced_and_answers_cover_every_letter():

@@ -78,6 +78,9 @@ SIZE = 384  # SigLIP's input side: the processor's resize is the identity
 FPS = 4
 TRAIN_SEEDS = range(0, 1_000_000)
 TEST_SEEDS = range(1_000_000, 1_000_500)
+# Chooses between trained weights (uncompressed accuracy only, toy/attempts/validate.py); no
+# table and no test reads them.
+VALIDATION_SEEDS = range(3_000_000, 3_000_250)
 
 TYPES = ("colour", "flash", "motion", "count", "order")
 MIN_FRAMES = {"colour": 1, "flash": 3, "motion": 2, "count": 4, "order": 2}
