@@ -13,6 +13,7 @@ import pytest
 import stc
 from stc.eval import (
     Cell,
+    EvalError,
     ManifestError,
     build_prompt,
     csv_table,
@@ -356,3 +357,33 @@ def test_cli_limit_resume_and_settings_guard(manifest, tmp_path, capsys):
         main([str(manifest), "--methods", "no-such-method"])
     with pytest.raises(SystemExit):
         main([str(manifest), "--retention", "150%"])
+
+
+def test_constrained_run_answers_an_option_every_time_and_is_a_setting_of_the_run(llm, manifest, tmp_path, capsys):
+    """The tiny model's weights are random: free text is rarely an option, constrained text is
+    always one (its letter or its whole text), so nothing is unparsed; a run folder holds one
+    kind of answer only."""
+    items = [i for i in load_manifest(manifest) if i.id != "gone"]
+    cells = grid(["none", "stc"], [0.1])
+    kw = dict(frames=4, max_new_tokens=12, progress=False)
+    free = run_eval(llm, items, cells, tmp_path / "free", **kw)
+    constrained = run_eval(llm, items, cells, tmp_path / "constrained", constrained=True, **kw)
+    for key, record in constrained.records.items():
+        item = next(i for i in items if i.id == key[0])
+        assert record["error"] is None and record["parsed"] is not None
+        assert record["raw"] in [*"ABCD"[: len(item.options)], *item.options]
+    assert any(r["raw"] not in OPTIONS for r in free.records.values())  # the constraint did something
+    assert json.loads((tmp_path / "constrained" / "run.json").read_text())["constrained"] is True
+    assert "constrained" not in json.loads((tmp_path / "free" / "run.json").read_text())
+    with pytest.raises(EvalError, match="constrained"):
+        run_eval(llm, items, cells, tmp_path / "free", constrained=True, **kw)
+    args = [str(manifest), "--model", TINY, "--methods", "none", "--frames", "4", "--limit", "1", "--no-progress",
+            "--out", str(tmp_path / "cli"), "--constrained"]
+    assert main(args) == 0
+    assert "answers constrained to the options" in capsys.readouterr().out
+
+
+def test_one_run_forces_one_position_rule(llm, manifest, tmp_path):
+    cells = grid(["stc"], [0.1], positions="original") + grid(["holitom"], [0.1], positions="contiguous")
+    with pytest.raises(EvalError, match="one position rule"):
+        run_eval(llm, load_manifest(manifest), cells, tmp_path / "out", frames=4, progress=False)

@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--positions", choices=["original", "contiguous"], default=None,
                         help="force one position-id rule on every method (default: each method's own, "
                              "stc.get_method(m).positions); recorded in OUT/run.json")
+    parser.add_argument("--constrained", action="store_true",
+                        help="constrain every answer to one of the options (its letter or its text), so none is "
+                             "unparsed; recorded in OUT/run.json")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -84,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
           f"({', '.join(c.label for c in cells)}), {args.frames} frames -> {args.out}", file=sys.stderr)
     try:
         log = run_eval(llm, items, cells, args.out, frames=args.frames, max_new_tokens=args.max_new_tokens,
-                       prompt=args.prompt, retry_errors=args.retry_errors, progress=not args.no_progress)
+                       prompt=args.prompt, retry_errors=args.retry_errors, progress=not args.no_progress,
+                       constrained=args.constrained)
     except EvalError as e:
         print(f"stc.eval: {e}", file=sys.stderr)
         return 2
@@ -92,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     records = [r for k, r in log.records.items() if k in wanted]
     rows = summarize(records)
     forced = f", positions {args.positions} for every method" if args.positions else ""
+    forced += ", answers constrained to the options" if args.constrained else ""
     title = f"# stc.eval: {llm.model_id}, {args.frames} frames, {len(items)} question(s), prompt {args.prompt}{forced}"
     csv_path, md_path = write_summary(rows, args.out, title)
     print(title)

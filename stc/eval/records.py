@@ -76,12 +76,15 @@ class RunSettings:
     max_new_tokens: int
     prompt: str
     positions: str | None = None  # a forced position-id rule (absent from run.json when None)
+    constrained: bool = False  # answers constrained to the options (absent from run.json when False)
 
     def check_or_write(self, out: Path) -> None:
         path = out / "run.json"
         mine = {"model": self.model, "frames": self.frames, "max_new_tokens": self.max_new_tokens, "prompt": self.prompt}
         if self.positions is not None:
             mine["positions"] = self.positions
+        if self.constrained:
+            mine["constrained"] = True
         if path.exists():
             try:
                 theirs = json.loads(path.read_text())

@@ -12,8 +12,9 @@ from ..video import load_video
 from .cells import BASELINE, Cell, rkey
 from .manifest import Item
 from .parsing import parse_answer
+from .text import LETTERS
 from .prompts import build_prompt, check_style
-from .records import RecordLog, RunSettings
+from .records import EvalError, RecordLog, RunSettings
 
 
 class _Bar:
@@ -66,6 +67,7 @@ def run_eval(
     retry_errors: bool = False,
     progress: bool = True,
     on_record: Callable[[dict], None] | None = None,
+    constrained: bool = False,
 ) -> RecordLog:
     """Answer every (item, cell) not yet in OUT/records.jsonl; returns the log with all records.
 
@@ -73,7 +75,10 @@ def run_eval(
     for all its cells. A video that cannot be read gives an error record for each of its cells;
     an exception from the model gives an error record for that cell. Error records are excluded
     from accuracy and reported; ``retry_errors`` runs their cells again. ``on_record`` is called
-    after each record is durable.
+    after each record is durable. ``constrained``: every answer is one of the item's options,
+    as its letter or its text (`VideoLLM.answer(choices=...)`), so none is unparsed; the
+    accuracy then says which option the model prefers from each method's tokens, whatever its
+    free text would have been.
     """
     check_style(prompt)
     out = Path(out)
@@ -81,7 +86,7 @@ def run_eval(
     forced = {c.positions for c in cells if c.method != BASELINE} - {None}
     if len(forced) > 1:
         raise EvalError(f"one run forces at most one position rule, got {sorted(forced)}")
-    RunSettings(llm.model_id, frames, max_new_tokens, prompt, next(iter(forced), None)).check_or_write(out)
+    RunSettings(llm.model_id, frames, max_new_tokens, prompt, next(iter(forced), None), constrained).check_or_write(out)
     log = RecordLog(out / "records.jsonl")
 
     def pending(item: Item, cell: Cell) -> bool:
@@ -105,7 +110,7 @@ def run_eval(
                 if video_error is not None:
                     record.update(error=video_error)
                 else:
-                    record.update(_answer_one(llm, video, question, item, cell, frames, max_new_tokens))
+                    record.update(_answer_one(llm, video, question, item, cell, frames, max_new_tokens, constrained))
                 log.append(record)
                 bar.update(f"{item.id} {cell.label}")
                 if on_record is not None:
@@ -115,10 +120,13 @@ def run_eval(
     return log
 
 
-def _answer_one(llm, video, question: str, item: Item, cell: Cell, frames: int, max_new_tokens: int) -> dict:
+def _answer_one(llm, video, question: str, item: Item, cell: Cell, frames: int, max_new_tokens: int,
+                constrained: bool = False) -> dict:
     t0 = time.perf_counter()
+    choices = [*LETTERS[: len(item.options)], *item.options] if constrained else None
     try:
-        answer = llm.answer(video, question, config=cell.config(), max_new_tokens=max_new_tokens, num_frames=frames)
+        answer = llm.answer(video, question, config=cell.config(), max_new_tokens=max_new_tokens, num_frames=frames,
+                            choices=choices)
     except Exception as e:  # one bad cell (a method's bug, out of memory) must not end the run
         print(f"stc.eval: {item.id} {cell.label}: {type(e).__name__}: {e}", file=sys.stderr)
         return {"error": f"{type(e).__name__}: {e}", "seconds": time.perf_counter() - t0}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -152,6 +152,7 @@ class VideoLLM:
         progress: Callable[[str], None] | None = None,
         max_seconds: float | None = None,
         should_stop: Callable[[], bool] | None = None,
+        choices: Sequence[str] | None = None,
     ) -> Answer:
         """Answer ``question`` about ``video`` (a `Video`, or a path sampled to ``num_frames``, or
         at ``fps`` frames per second up to ``max_frames``: see `stc.load_video`).
@@ -170,10 +171,16 @@ class VideoLLM:
         ``should_stop()`` is asked after every new token, and True cuts the answer there too
         (e.g. its caller went away); before generation (decoding a path's frames, before each
         vision-encoder layer) True raises `stc.video.Cancelled` instead: there is no answer yet.
+        ``choices`` constrains the answer to exactly one of these strings (greedy among them, then
+        the end of the turn; `stc.models.generate.choice_constraint`): a multiple-choice answer
+        that is always an option, whatever the text would have become.
         Raises ValueError for bad input and `OutOfMemory` (the model stays usable) when the
         device runs out of memory.
         """
         check_generation(max_new_tokens, max_seconds)
+        if choices is not None and (isinstance(choices, str) or not choices
+                                    or not all(isinstance(c, str) and c.strip() for c in choices)):
+            raise ValueError(f"choices must be a non-empty list of non-empty strings, got {choices!r}")
         step = progress or (lambda _msg: None)
         source = video
 
@@ -197,7 +204,7 @@ class VideoLLM:
                         prep = self.prepare(video, question, config, progress=step)
                 step("generating")
                 generated = generate(self.model, self.adapter.tokenizer, prep, max_new_tokens, max_seconds,
-                                     should_stop, self.sync)
+                                     should_stop, self.sync, choices=choices)
         answer_stats = stats(self, prep, generated, memory)
         notes = [video.note] if video.note else []
         if answer_stats.new_tokens < max_new_tokens:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from transformers.generation.stopping_criteria import StoppingCriteriaList
@@ -33,10 +33,41 @@ class Generated:
     seconds: float
 
 
+def choice_constraint(sequences: Sequence[Sequence[int]], ends: Sequence[int], prompt_len: int):
+    """A ``prefix_allowed_tokens_fn`` for `generate`: the answer (the ids after ``prompt_len``)
+    spells one of ``sequences`` (token ids) and then one of ``ends`` (end-of-turn ids), greedy
+    among what is allowed at each step. Past a complete choice, or off every choice (never, under
+    the constraint), only ``ends`` are allowed."""
+    sequences = [tuple(int(t) for t in seq) for seq in sequences if len(seq)]
+    ends = sorted({int(e) for e in ends})
+    if not sequences or not ends:
+        raise ValueError("a constrained answer needs at least one non-empty choice and an end-of-turn token")
+
+    def allowed(batch_id: int, input_ids: torch.Tensor) -> list[int]:
+        said = tuple(input_ids[prompt_len:].tolist())
+        nxt = {seq[len(said)] for seq in sequences if len(seq) > len(said) and seq[: len(said)] == said}
+        if any(seq == said for seq in sequences) or not nxt:
+            nxt |= set(ends)
+        return sorted(nxt)
+
+    return allowed
+
+
 def generate(model, tokenizer, prep: Prepared, max_new_tokens: int, max_seconds: float | None,
-             should_stop: Callable[[], bool] | None, sync: Callable[[], None]) -> Generated:
+             should_stop: Callable[[], bool] | None, sync: Callable[[], None],
+             choices: Sequence[str] | None = None) -> Generated:
     """Greedy generation of ``prep``'s prompt with stage 2 hooked in for this call; timed per
-    token (``sync``: the device synchronised before each clock read)."""
+    token (``sync``: the device synchronised before each clock read). ``choices``: the answer is
+    one of these strings, spelt as the tokenizer spells it alone, then the end of the turn
+    (`choice_constraint`)."""
+    constraint = None
+    if choices is not None:
+        ends = model.generation_config.eos_token_id
+        ends = [ends] if isinstance(ends, int) else list(ends or [])
+        if tokenizer.eos_token_id is not None:
+            ends.append(tokenizer.eos_token_id)
+        sequences = [tokenizer.encode(c, add_special_tokens=False) for c in choices]
+        constraint = choice_constraint(sequences, ends, prep.inputs.prompt_len)
     timer = Timer(sync)
     sync()
     start = time.perf_counter()
@@ -49,6 +80,7 @@ def generate(model, tokenizer, prep: Prepared, max_new_tokens: int, max_seconds:
             num_beams=1,
             streamer=timer,
             stopping_criteria=StoppingCriteriaList([StopWhen(should_stop)]) if should_stop else None,
+            prefix_allowed_tokens_fn=constraint,
         )
     sync()
     new_ids = out[0, prep.inputs.prompt_len :]
