@@ -46,6 +46,9 @@ def test_answer_is_one_of_the_choices_on_the_tiny_model(llm, video):
         assert answer.text in choices
         assert answer.stats.new_tokens <= max(len(llm.adapter.tokenizer.encode(c, add_special_tokens=False))
                                               for c in choices) + 1
+    long = "a small red ball rolls slowly across a wooden table"  # more tokens than the cap below
+    assert len(llm.adapter.tokenizer.encode(long, add_special_tokens=False)) > 4
+    assert llm.answer(video, "What is shown?", max_new_tokens=4, choices=[long]).text == long  # never cut
     free = llm.answer(video, "What is shown?", max_new_tokens=12)
     assert free.text not in choices  # random weights: without the constraint, no option
     for bad in ("A", [], ["A", ""], [1, 2]):

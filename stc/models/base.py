@@ -173,7 +173,8 @@ class VideoLLM:
         vision-encoder layer) True raises `stc.video.Cancelled` instead: there is no answer yet.
         ``choices`` constrains the answer to exactly one of these strings (greedy among them, then
         the end of the turn; `stc.models.generate.choice_constraint`): a multiple-choice answer
-        that is always an option, whatever the text would have become.
+        that is always an option, whatever the text would have become; its length is then the
+        choices' own (``max_new_tokens`` cannot cut one in half).
         Raises ValueError for bad input and `OutOfMemory` (the model stays usable) when the
         device runs out of memory.
         """

@@ -59,7 +59,9 @@ def generate(model, tokenizer, prep: Prepared, max_new_tokens: int, max_seconds:
     """Greedy generation of ``prep``'s prompt with stage 2 hooked in for this call; timed per
     token (``sync``: the device synchronised before each clock read). ``choices``: the answer is
     one of these strings, spelt as the tokenizer spells it alone, then the end of the turn
-    (`choice_constraint`)."""
+    (`choice_constraint`); the constraint bounds the answer's length itself, so
+    ``max_new_tokens`` becomes the longest choice's length plus the end (a smaller cap would cut
+    a choice in half, a larger one is never reached)."""
     constraint = None
     if choices is not None:
         ends = model.generation_config.eos_token_id
@@ -68,6 +70,7 @@ def generate(model, tokenizer, prep: Prepared, max_new_tokens: int, max_seconds:
             ends.append(tokenizer.eos_token_id)
         sequences = [tokenizer.encode(c, add_special_tokens=False) for c in choices]
         constraint = choice_constraint(sequences, ends, prep.inputs.prompt_len)
+        max_new_tokens = max(map(len, sequences)) + 1
     timer = Timer(sync)
     sync()
     start = time.perf_counter()
