@@ -177,16 +177,19 @@ def main(argv: list[str] | None = None) -> int:
     llm = stc.load(args.model, device="cpu", dtype="float32")
     stats: dict = {}  # (method, retention, type) -> {"events": [...], "merged": [...], "count_all": [...]}
     for sample, video, question in held_out_clips(llm, args.per_type):
+        cells_of: dict = {}  # grid -> (event cells, object cells): read off the frames once per clip
         for method in args.methods:
             for retention in args.retention:
                 prep = llm.prepare(video, question, stc.STCConfig(method=method, retention=retention))
-                events = event_cells(sample, prep.encoded.grid)
+                grid = prep.encoded.grid
+                if grid not in cells_of:
+                    cells_of[grid] = (event_cells(sample, grid), object_cells(sample, grid))
+                events, objects = cells_of[grid]
                 alive, merged = survival(prep.kept, events)
                 cell = stats.setdefault(f"{method}|{retention}|{sample.kind}", {"events": [], "merged": [], "all": []})
                 cell["events"].append(float(np.mean(alive)))
                 cell["merged"].append(merged)
                 cell["all"].append(all(alive) and not merged)
-                objects = object_cells(sample, prep.encoded.grid)
                 n_out = len(prep.kept.selected)
                 cell.setdefault("object_share", []).append(red_worth(prep.kept, objects) / n_out)
                 cell.setdefault("refilled_share", []).append(float((~prep.kept.selected).sum()) / n_out)

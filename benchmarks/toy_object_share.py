@@ -129,22 +129,24 @@ def main(argv: list[str] | None = None) -> int:
             parsed = parse_answer(answer.text, sample.options)
             records.append({"seed": sample.seed, "type": sample.kind, "share": share, "raw": answer.text, "parsed": parsed,
                             "correct": parsed == sample.answer, "objects_in_clip": len(CURRENT["objects"]),
-                            "run_on_right": parsed is None and norm(answer.text).startswith(right)})
+                            "run_on_right": parsed is None and norm(answer.text).startswith(right),
+                            "visual_tokens": answer.stats.visual_tokens_stage1})
 
-    budget = round(args.retention * FRAMES * 14 * 14)  # the toy's 196 tokens a frame
+    def header(first: str) -> None:
+        print(f"| {first} | unparsed | of which the right option run on | accuracy (%) | "
+              + " | ".join(f"{k} (%)" for k in TYPES) + " | most common answers |")
+        print("|---|---|---|---|" + "---|" * len(TYPES) + "---|")
+
+    budget = records[0]["visual_tokens"] if records else 0
     if args.shares:
         print(f"# the toy's answers at {args.retention:.0%} ({budget} tokens kept as themselves), by the share of them "
               f"on objects, the rest {args.background} ({args.per_type} held-out clips per type)\n")
-        print("| objects in the input | unparsed | of which the right option run on | accuracy (%) | "
-              + " | ".join(f"{k} (%)" for k in TYPES) + " | most common answers |")
-        print("|---|---|---|---|" + "---|" * len(TYPES) + "---|")
-    for share in list(names):
+        header("objects in the input")
+    for share in names:
         if share == next(iter(args.centres), None):
             print(f"\n# {', '.join(args.centres)} as they are and with each refilled token replaced by its centre, "
                   f"at {args.retention:.0%}\n")
-            print("| method | unparsed | of which the right option run on | accuracy (%) | "
-                  + " | ".join(f"{k} (%)" for k in TYPES) + " | most common answers |")
-            print("|---|---|---|---|" + "---|" * len(TYPES) + "---|")
+            header("method")
         rs = [r for r in records if r["share"] == share]
         unparsed = sum(r["parsed"] is None for r in rs)
         acc = lambda g: 100 * sum(r["correct"] for r in g) / max(len(g), 1)

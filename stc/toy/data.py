@@ -79,7 +79,7 @@ FPS = 4
 TRAIN_SEEDS = range(0, 1_000_000)
 TEST_SEEDS = range(1_000_000, 1_000_500)
 # Chooses between trained weights (uncompressed accuracy only, toy/attempts/validate.py); no
-# table and no test reads them.
+# accuracy table and no test asks their questions.
 VALIDATION_SEEDS = range(3_000_000, 3_000_250)
 
 TYPES = ("colour", "flash", "motion", "count", "order")

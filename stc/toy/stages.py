@@ -204,7 +204,7 @@ def encode_pool(model, count: int, frames: int, top_scale: float, rng: np.random
     size, seeds from `TRAIN_SEEDS` drawn by ``rng``) through the frozen tower, computed once:
     [(sample, features fp16 [T, 729, Dv])]. The samples keep their labels (the captions read
     them) but not their pixels: a 16-frame clip's frames are 7 MB, its labels 4.7 MB and its
-    features 1.5 MB. Encoding runs under `_mmap_threshold` (else 16 MB resident a pooled clip)."""
+    features 1.5 MB. Encoding runs under `_mmap_threshold` (else 12 MB resident a pooled clip)."""
     pool = []
     with torch.no_grad(), _mmap_threshold(1 << 20):
         for _ in range(count):
@@ -222,8 +222,11 @@ def _mmap_threshold(inside: int, after: int = 32 << 20):
     for it). By default glibc raises the threshold to the largest block freed so far: a clip's
     28 MB of float pixels lifts it past every block encoding allocates, those come from the heap
     with the pool's long-lived labels and features between them, and the heap cannot shrink.
-    Measured over 80 16-frame clips: 16 MB resident a pooled clip by default, 5 MB pinned at
-    1 MB (two 800-clip runs were killed at 24 GB). A no-op where the C library is not glibc."""
+    `python toy/attempts/pool_memory.py --clips 80 [--default]`: 11.7 MB resident a pooled
+    16-frame clip by default, 5.2 MB pinned at 1 MB (two 800-clip runs were killed at 24 GB).
+    glibc has no call that restores its dynamic threshold, so the process keeps a fixed one
+    (``after``) from here on: training allocates and frees the same sizes every step, and the whole
+    run peaked at 7.7 GB that way. A no-op where the C library is not glibc."""
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
