@@ -150,9 +150,9 @@ print(json.dumps({"runs": runs, "end": status("VmRSS")}))
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak RSS is reset through Linux /proc")
 def test_answer_memory_does_not_grow_with_frames(gradio_clip):
     """Decoded frames of world.mp4 (480x270 uint8) are 0.39 MB each: held whole, the 256 more
-    frames at 352 than at 96 would take 99 MiB more (measured: answer(load_video(...)) peaks
+    frames at 352 than at 96 would take 95 MiB more (measured: answer(load_video(...)) peaks
     515 MiB over its start at 768 frames, 236 MiB at 256). Streamed, the peak does not grow with
-    the frames: after a warm-up at 352, measured 101-104 MiB over the start at both 96 and 352.
+    the frames: after a warm-up at 352, measured 102-111 MiB over the start at 96 and 352.
     The warm-up is needed: the first call at a larger count than any before leaves the process
     some 30-45 MiB larger for good (96 -> 352 -> 608 frames: +30, +40 MiB after malloc_trim),
     allocator fragmentation from decoding and encoding interleaved (no Python object grows under
@@ -173,7 +173,7 @@ def test_answer_memory_does_not_grow_with_frames(gradio_clip):
     end = out["end"] / 2**20
     print(f"{backend}: peak RSS growth of answer(), MiB: 96 frames {peak_96:.1f}, 352 frames {peak_352:.1f}; "
           f"RSS {warm:.1f} at the start, {after_warm_up:.1f} after the warm-up, {end:.1f} at the end")
-    held = 256 * 270 * 480 * 3 / 2**20  # 99 MiB: the 256 more frames, if decoded whole
+    held = 256 * 270 * 480 * 3 / 2**20  # 95 MiB: the 256 more frames, if decoded whole
     assert peak_352 - peak_96 < held / 4
-    # calls at counts already seen keep nothing (measured 4-12 MiB; frames kept: 137 MiB at 352)
+    # calls at counts already seen keep nothing (measured 3-8 MiB; 352 frames kept: 130 MiB)
     assert end - after_warm_up < held / 4
