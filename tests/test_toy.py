@@ -16,7 +16,7 @@ from stc.eval import build_prompt, load_manifest, parse_answer
 from stc.toy.data import (COLOURS, DEMO_SEEDS, DIRECTIONS, FRAMES, LETTERS, MIN_FRAMES, OPTIONS, SHAPES, TEST_SEEDS,
                           TRAIN_SEEDS, TYPES, VALIDATION_SEEDS, make_sample, write_manifest)
 from stc.toy.model import Prompts
-from stc.toy.stages import _batch, describe, visual_tokens
+from stc.toy.stages import POOLS, _batch, describe, pool_rng, visual_tokens
 from stc.toy.train import (CHECK_ITEMS, Phase, build_toy, encode_pool, evaluate, patch_labels, pixel_values,
                            pretrain_vision, shorter_clip, train, train_llm)
 from stc.video import load_video
@@ -230,6 +230,19 @@ def test_a_batch_of_mixed_lengths_costs_what_its_examples_cost_one_by_one():
     grad = torch.autograd.grad(loss, head)[0]
     grad_alone = torch.autograd.grad(torch.stack(alone).mean(), head)[0]
     assert torch.allclose(grad, grad_alone, atol=1e-6)
+
+
+def test_two_pools_of_one_length_draw_other_clips_and_the_first_keeps_its_own():
+    """The "native" pool has the "long" pool's frame count: it must draw other training clips,
+    and adding it must not change what the earlier pools draw (the committed recipe's first
+    phases repeat the earlier weights' run)."""
+    assert POOLS["native"][1] == POOLS["long"][1]
+    draws = {name: pool_rng(0, name, POOLS).integers(TRAIN_SEEDS.stop, size=8).tolist() for name in POOLS}
+    assert draws["long"] == np.random.default_rng([0, 1414, POOLS["long"][1]]).integers(TRAIN_SEEDS.stop, size=8).tolist()
+    assert draws["short"] == np.random.default_rng([0, 1414, POOLS["short"][1]]).integers(TRAIN_SEEDS.stop, size=8).tolist()
+    assert draws["native"] != draws["long"]
+    assert pool_rng(0, "native", POOLS).integers(10**9) == pool_rng(0, "native", POOLS).integers(10**9)
+    assert pool_rng(1, "native", POOLS).integers(10**9) != pool_rng(0, "native", POOLS).integers(10**9)
 
 
 QUICK_POOLS = {"short": (6, 4, 3.0), "long": (3, FRAMES, 2.0)}

@@ -19,7 +19,8 @@ in two stages, and never on any compression method's output:
      parser reads as that option), in batches (rows of one length together, unpadded), in
      three phases (`PHASES`): 4-frame clips at 7 x 7 tokens a frame until every question type
      is learnt; 16-frame clips at 7 x 7 with clips of at most 6 frames at LLaVA-OneVision's own
-     14 x 14; then everything at 14 x 14. Visual
+     14 x 14; then everything at 14 x 14 on a third pool of 16-frame clips drawn at the scale
+     the evaluation draws (objects 1x; the first two pools draw them larger). Visual
      lengths vary as in real Video-LLM training: half the examples are a shorter clip of the
      same scene (1 to T - 1 frames; one frame of a colour clip is a single image) that keeps the
      frames its answer needs (the flash, a frame of each ordered shape) or, for count, says how

@@ -6,7 +6,9 @@
 The rule that chose the committed weights, set before either was compared: new weights replace
 the committed ones only if their overall accuracy here is higher. No compressed answer enters
 it. 2026-12-05: the longer run 76.8% (colour 100, flash 98, motion 50, count 46, order 90)
-against the previous weights' 72.4% (100, 98, 54, 36, 74); both 0 unparsed, ~3 min each."""
+against the previous weights' 72.4% (100, 98, 54, 36, 74); both 0 unparsed, ~3 min each.
+2026-12-06: the run with a third pool at the held-out scale 83.2% (100, 100, 68, 56, 92)
+against 76.8%: adopted."""
 import json
 import sys
 import time
