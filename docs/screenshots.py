@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-RETENTION = "10"  # percent: the largest budget of the README's toy table (the one where stc answers colour best on the previous weights)
+RETENTION = "10"  # percent: the largest budget of the README's toy table
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 

@@ -244,8 +244,8 @@ def _mmap_threshold(inside: int, after: int = 32 << 20):
 @dataclass(frozen=True)
 class Phase:
     """One phase of stage B: ``steps`` steps of ``batch`` examples from the ``pool`` (a name in
-    `POOLS`: "short", `SHORT_FRAMES`-frame clips; "long" and "native", `FRAMES`-frame clips), AdamW at ``lr`` (``warmup`` steps
-    up, then a cosine to lr / 10). An example is a clip whole or a `shorter_clip` of it (half
+    `POOLS`: "short", `SHORT_FRAMES`-frame clips; "long" and "native", `FRAMES`-frame clips),
+    AdamW at ``lr`` (``warmup`` steps up, then a cosine to lr / 10). An example is a clip whole or a `shorter_clip` of it (half
     each) at ``native`` (14 x 14 tokens a frame, LLaVA-OneVision's own) with probability
     ``native`` when it has at most ``native_frames`` frames, else at 7 x 7 (the same pooled once
     more, as LLaVA-OneVision pools for many frames)."""
@@ -282,10 +282,10 @@ def pool_rng(seed: int, name: str, pools: dict) -> np.random.Generator:
     """The generator that draws pool ``name``'s clips: keyed by (``seed``, 1414, its frame count),
     plus its position in ``pools`` when an earlier pool has the same frame count, so that two
     pools of one length draw other clips while the first keeps the draws it always had."""
-    frames = pools[name][1]
-    names = list(pools)
-    same = [k for k in names[:names.index(name)] if pools[k][1] == frames]
-    return np.random.default_rng([seed, 1414, frames] + ([names.index(name)] if same else []))
+    names, frames = list(pools), pools[name][1]
+    at = names.index(name)
+    shared = any(pools[k][1] == frames for k in names[:at])
+    return np.random.default_rng([seed, 1414, frames] + ([at] if shared else []))
 
 
 def _batch(model, prompts: Prompts, examples: list[tuple]) -> tuple[torch.Tensor, list[dict]]:
