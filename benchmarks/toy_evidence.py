@@ -20,8 +20,9 @@ against the same share of all the clip's tokens, and the share that are refilled
 rather than tokens kept as themselves. The toy was trained on every token of a clip or on
 pooled grids of it, so these two numbers say how far each method's input is from that.
 
-Per type and method it prints the share of events kept, and for count the share of clips in
-which every flash is kept as a token of its own (kept and never merged with another flash) and
+Per type and method it prints the share of events kept, for count and motion the share of clips
+in which every event is kept as a token of its own (each flash, each frame's ball: kept and never
+merged with another, so the number of flashes or the ball's path is still in the input), and
 how many tokens' worth of red enter the LLM for 1, 2, 3 and 4 flashes (`red_worth`): the toy
 counts red, so what matters is whether that amount still grows with the number of flashes.
 FastV prunes inside the LLM (after layer K), so it has no stage 1 to measure; it is left out.
@@ -207,13 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# evidence kept in stage 1 (toy, {args.per_type} held-out clips per type, {FRAMES} frames)\n")
     for retention in args.retention:
         print(f"## {retention:.0%}\n")
-        print("| method | " + " | ".join(f"{k} events kept (%)" for k in TYPES) + " | count: every flash its own token (%) |")
-        print("|---|" + "---|" * (len(TYPES) + 1))
+        print("| method | " + " | ".join(f"{k} events kept (%)" for k in TYPES)
+              + " | count: every flash its own token (%) | motion: every ball its own token (%) |")
+        print("|---|" + "---|" * (len(TYPES) + 2))
         for method in args.methods:
             row = [stats[f"{method}|{retention}|{k}"] for k in TYPES]
-            count = stats[f"{method}|{retention}|count"]
+            own = [100 * np.mean(stats[f"{method}|{retention}|{k}"]["all"]) for k in ("count", "motion")]
             print(f"| {method} | " + " | ".join(f"{100 * np.mean(r['events']):.0f}" for r in row)
-                  + f" | {100 * np.mean(count['all']):.0f} |")
+                  + " | " + " | ".join(f"{x:.0f}" for x in own) + " |")
         print()
     print("## What enters the LLM: object tokens and refilled cluster means (% of its visual tokens, all clips)\n")
     print("| method | " + " | ".join(f"objects at {r:.0%}" for r in args.retention) + " | "
