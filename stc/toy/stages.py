@@ -245,10 +245,11 @@ def _mmap_threshold(inside: int, after: int = 32 << 20):
 class Phase:
     """One phase of stage B: ``steps`` steps of ``batch`` examples from the ``pool`` (a name in
     `POOLS`: "short", `SHORT_FRAMES`-frame clips; "long" and "native", `FRAMES`-frame clips),
-    AdamW at ``lr`` (``warmup`` steps up, then a cosine to lr / 10). An example is a clip whole or a `shorter_clip` of it (half
-    each) at ``native`` (14 x 14 tokens a frame, LLaVA-OneVision's own) with probability
-    ``native`` when it has at most ``native_frames`` frames, else at 7 x 7 (the same pooled once
-    more, as LLaVA-OneVision pools for many frames)."""
+    AdamW at ``lr`` (``warmup`` steps up, then a cosine to lr / 10). An example is a clip whole
+    or a `shorter_clip` of it (half each) at ``native`` (14 x 14 tokens a frame,
+    LLaVA-OneVision's own) with probability ``native`` when it has at most ``native_frames``
+    frames, else at 7 x 7 (the same pooled once more, as LLaVA-OneVision pools for many
+    frames)."""
 
     name: str
     pool: str
