@@ -19,8 +19,8 @@ from .data import COLOURS, FRAMES, LETTERS, MIN_FRAMES, SHAPES, TRAIN_SEEDS, TYP
 from .model import (COLOUR_CLASSES, DESCRIBE, PATCHES, SHAPE_CLASSES, SHORT_FRAMES, Prompts, patch_labels, pixel_values,
                     vision_features)
 
-__all__ = ["DESCRIBE", "PHASES", "POOLS", "Phase", "describe", "encode_pool", "pool_rng", "pretrain_vision", "shorter_clip",
-           "standardize_projector", "train_llm", "visual_tokens"]
+__all__ = ["DESCRIBE", "PHASES", "POOLS", "Phase", "describe", "encode_pool", "pool_rng", "pretrain_vision",
+           "shorter_clip", "standardize_projector", "train_llm", "visual_tokens"]
 
 
 # -- stage A: the vision tower -------------------------------------------------------------------
