@@ -457,7 +457,7 @@ def test_knn_window_is_checked_and_reaches_the_method_and_the_stream():
 
 # -- the exact grouped search behind the neighbour pass (issue 26) --------------------------------
 from stc.arith import segment_mean  # noqa: E402
-from stc.compress import _smallest, _transpose_into  # noqa: E402
+from stc.compress import _smallest  # noqa: E402
 
 
 @settings(max_examples=60, deadline=None)
@@ -467,7 +467,8 @@ from stc.compress import _smallest, _transpose_into  # noqa: E402
 def test_smallest_gives_topks_values_bit_for_bit(r, c, k, seed, levels, dtype, infs):
     """The k smallest of every row, sorted, equal to torch.topk's values whatever the ties (few
     levels: many equal values; 0: continuous), infinities (a row's own entry) and widths (the
-    grouped search starts at 64 k columns, and recurses on its minima from 1,024 k)."""
+    grouped search starts at 4 k groups of columns, and recurses on its minima from 4 k groups
+    of minima: 32 k and 256 k columns with groups of 8)."""
     k = min(k, c)
     g = torch.Generator().manual_seed(seed)
     values = torch.randint(0, levels, (r, c), generator=g).float() if levels else torch.randn(r, c, generator=g)
@@ -482,10 +483,10 @@ def test_smallest_gives_topks_values_bit_for_bit(r, c, k, seed, levels, dtype, i
 @pytest.mark.parametrize("distances", ["bf16", "fp32"])
 @pytest.mark.parametrize("retention", [0.02, 0.1])
 def test_stage1_with_the_grouped_search_is_what_one_topk_gives(monkeypatch, distances, retention):
-    """32 x 49 tokens (rows past 1,024 columns: the grouped search runs): bit for bit what a
+    """48 x 49 tokens (~2,300 columns: the grouped search runs, and recurses): bit for bit what a
     plain top-k over every row gives, and (fp32) what stc's stage 1 before issue 26 gives."""
-    features, scores = _video_like(32, 49, 48, 0)
-    budget = round(retention * 32 * 49)
+    features, scores = _video_like(48, 49, 48, 0)
+    budget = round(retention * 48 * 49)
     got = stc.compress_tokens(features, scores, budget, distances=distances)
     monkeypatch.setattr(stc.compress, "_GROUP", 10**9)  # no group: one torch.topk per row
     _assert_same(got, stc.compress_tokens(features, scores, budget, distances=distances))
@@ -493,11 +494,19 @@ def test_stage1_with_the_grouped_search_is_what_one_topk_gives(monkeypatch, dist
         _assert_same(got, stage1_reference.compress_tokens(features, scores, budget))
 
 
-@pytest.mark.parametrize("shape", [(1, 3), (700, 37), (1025, 5)])
-def test_transpose_into_is_the_transpose(shape):
-    x = torch.randn(*shape).to(torch.bfloat16)
-    out = torch.empty(shape[1], shape[0], dtype=torch.bfloat16)
-    assert torch.equal(_transpose_into(out, x), x.T)
+@pytest.mark.parametrize("m", [1, 700, 1100])
+def test_bf16_operands_are_built_block_by_block_as_at_once(m):
+    """The product's operands, built a block of rows at a time (CPU), are the centred tokens
+    rounded to bf16 once, their squared norm split in two bf16 parts, ones and zero padding."""
+    x = 3 * torch.randn(m, 37, generator=torch.Generator().manual_seed(m)) + 1
+    pairs = _Pairwise(x, "bf16")
+    xr = (x - x.mean(dim=0)).to(torch.bfloat16)
+    sq = torch.linalg.vector_norm(xr, dim=1, dtype=torch.float32).square()
+    hi = sq.to(torch.bfloat16)
+    lo = (sq - hi.float()).to(torch.bfloat16)
+    one, pad = torch.ones_like(hi)[:, None], xr.new_zeros(m, 64 - 37 - 4)
+    assert torch.equal(pairs.a, torch.cat([xr, hi[:, None], lo[:, None], one, one, pad], dim=1))
+    assert torch.equal(pairs.bt, torch.cat([-2 * xr, one, one, hi[:, None], lo[:, None], pad], dim=1).T)
 
 
 def test_segment_mean_sums_blocks_of_rows_as_one_pass_would():

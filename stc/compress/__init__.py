@@ -57,17 +57,19 @@ _CHUNK_ELEMENTS = 1 << 24
 _SELECT_BLOCK = 512
 _ROUNDS_PER_CHECK = 4
 # Nearest neighbours pass 1 keeps per token (>= k): delta then needs a full row only for the
-# tokens with no denser token among them.
-_NEAR = 16
+# tokens with no denser token among them. (Measured at 6,271 tokens on a 2-core CPU: 8 makes
+# the neighbour pass ~8 ms faster than 16, for ~1 ms more of full rows.)
+_NEAR = 8
 # Elements of one chunk of DPC-kNN's neighbour pass on a CPU (bf16: 8 MiB; elsewhere
 # _CHUNK_ELEMENTS). Measured on a 2-core CPU at 6,271 columns: ~670 rows a chunk 65 ms, ~1,300
 # or ~2,700 rows 67-68 ms, ~330 rows 71 ms.
 _KNN_CHUNK_ELEMENTS = 1 << 22
-# Rows per block of `_transpose_into` and of the centring (measured: a transposing copy of
+# Rows per block of the bf16 operands' construction on a CPU (measured: a transposing copy of
 # 6,271 x 928 bf16 in blocks of 512 rows takes 1.8 ms, at once 8.8 ms).
 _BLOCK_ROWS = 512
-# Columns per group of `_smallest`'s first pass (measured on a 2-core CPU: 16 beats 4, 8 and 32).
-_GROUP = 16
+# Columns per group of `_smallest` (measured: the neighbour pass at 6,271 tokens, k2 = 8, on a
+# 2-core CPU: 55-57 ms with 8, 56-59 with 16, 59-62 with 32, 61-65 with 4).
+_GROUP = 8
 
 # An optional relation between tokens: linked(a [r], b [c]) -> bool [r, c], True where the two
 # tokens may count as the same content. None (stc, the paper) links every pair; the
@@ -209,16 +211,6 @@ def _sq_dists(a: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
     return d.add_((a * a).sum(1, keepdim=True)).clamp_min_(0.0).mul_(scale)
 
 
-def _transpose_into(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """out [D, m] = x [m, D].T, copied in blocks of rows: on a CPU a blocked copy is ~4x faster
-    than one transposing copy of the whole (measured at 6,271 x 928 bf16)."""
-    if x.device.type != "cpu":
-        return out.copy_(x.T)
-    for s in range(0, x.shape[0], _BLOCK_ROWS):
-        out[:, s : s + _BLOCK_ROWS].copy_(x[s : s + _BLOCK_ROWS].T)
-    return out
-
-
 class _Pairwise:
     """Squared distances / D between the rows of x [m, D], one chunk of rows at a time.
 
@@ -245,21 +237,28 @@ class _Pairwise:
             self._bound = 4.0 * self.sq.max() * self.scale  # a 0-d tensor: read only if asked
             return
         width = -(-(dim + 4) // 32) * 32  # whole AMX / tensor-core tiles (measured: 928 beats 900 or 912)
-        self.a = a = x.new_zeros(m, width, dtype=torch.bfloat16)
-        xr, mean = a[:, :dim], x.mean(dim=0)
-        step = _BLOCK_ROWS if x.device.type == "cpu" else m  # (in blocks: no [m, D] fp32 temporary)
-        for s in range(0, m, step):  # centred in fp32, rounded to bf16 once
-            xr[s : s + step] = x[s : s + step] - mean
-        sq = torch.linalg.vector_norm(xr, dim=1, dtype=torch.float32).square()
+        # a [m, width] and b's transpose, the contiguous [width, m] operand the product reads ~1.4x
+        # faster than a transposed view on a CPU (measured: README, "Stage 1 alone")
+        self.a = a = x.new_empty(m, width, dtype=torch.bfloat16)
+        self.bt = bt = x.new_empty(width, m, dtype=torch.bfloat16)
+        xr, mean, sq = a[:, :dim], x.mean(dim=0), x.new_empty(m)
+        # a block of rows at a time on a CPU (no [m, D] fp32 temporary; the transposing copy ~4x
+        # faster than one of the whole): centred in fp32, rounded to bf16 once; its squared
+        # norm; -2 x (exact) as b's columns
+        step = _BLOCK_ROWS if x.device.type == "cpu" else m
+        for s in range(0, m, step):
+            rows = slice(s, s + step)
+            xr[rows] = x[rows] - mean
+            torch.linalg.vector_norm(xr[rows], dim=1, dtype=torch.float32, out=sq[rows])
+            bt[:dim, rows].copy_(xr[rows].T).mul_(-2.0)
+        sq.square_()
         a[:, dim] = sq
         a[:, dim + 1] = sq - a[:, dim].float()
         a[:, dim + 2 : dim + 4] = 1.0
-        # b_j as the columns of one contiguous [width, m] operand: the product reads it ~1.4x
-        # faster than a transposed view on a CPU (measured: README, "Stage 1 alone")
-        self.bt = bt = x.new_zeros(width, m, dtype=torch.bfloat16)
-        _transpose_into(bt[:dim], xr).mul_(-2.0)  # -2 x: exact
+        a[:, dim + 4 :] = 0.0
         bt[dim : dim + 2] = 1.0
         bt[dim + 2 : dim + 4] = a[:, dim : dim + 2].T
+        bt[dim + 4 :] = 0.0
         # every d^2 of the centred tokens is at most 4 max ||x||^2; 5% covers the rounding
         self._bound = 4.2 * sq.max() * self.scale
 
