@@ -22,6 +22,13 @@ result is relative to the distance itself: the pass is ~4x faster on a CPU with 
 of the same kept tokens; choices differ only where distances nearly tie. Unified selection
 (cosines against tau) stays fp32 in both.
 
+The neighbour search on a CPU (issue 26, exact). Each row's k2 nearest are found by
+`_smallest`: minima of groups of columns first, then a top-k over the few groups that can hold
+them: the same values as one top-k over the row, bit for bit, ~2x faster there (torch's CPU
+top-k costs per element of long rows). The product writes into one reused buffer and reads b as
+one contiguous [width, m] operand; the operands are built a block of rows at a time. A GPU runs
+one top-k per row (one fast kernel) on larger chunks.
+
 Bounded neighbours (``knn_window``, opt-in). With w > 0 the k nearest neighbours (density) and
 the short list delta reads first are searched only among tokens within w frames; a token with
 no denser token there still gets its delta from the whole pool, the centres are still the top
