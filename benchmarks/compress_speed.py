@@ -110,12 +110,12 @@ for _ in range(repeats):
             times[name].append(clock() - t0)
 # The floor of any global pairwise pass over m = T*N tokens (--floor): one bf16 product at width
 # 64 (14x less arithmetic than D = 896; an approximation) and the k2 nearest of every row of an
-# m x m bf16 matrix found as stc finds them (stc.compress._smallest: exact, a CPU's fastest
+# m x m bf16 matrix found as stc finds them (stc.compress.pairwise._smallest: exact, a CPU's fastest
 # way measured), chunked over rows as stc's own pass is (memory linear in m), timed like the
 # methods, best of the rounds.
 floors = {}
 if floor:
-    from stc.compress import _KNN_CHUNK_ELEMENTS, _NEAR, _smallest
+    from stc.compress.pairwise import _KNN_CHUNK_ELEMENTS, _NEAR, _smallest
     m = frames * tokens
     rows = max(1, (_KNN_CHUNK_ELEMENTS if device == "cpu" else 1 << 24) // m)
     chunks = -(-m // rows)
@@ -199,8 +199,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
     parser.add_argument("--floor", action="store_true",
                         help="also time the floor of any global pairwise pass over the T*N tokens (a 64-wide "
-                             "bf16 product, each row's nearest found as stc finds them), printed against HoliTom's time "
-                             "after the table")
+                             "bf16 product, each row's nearest found as stc finds them), printed against "
+                             "HoliTom's time after the table")
     parser.add_argument("--cpu-time", action="store_true",
                         help="CPU: the process's CPU time instead of wall time (steadier on a shared machine)")
     args = parser.parse_args()

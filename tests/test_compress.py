@@ -346,7 +346,7 @@ def test_stage1_with_a_relation_is_bit_identical_to_the_reference():
 
 
 # -- distances="bf16" (the default): what one bf16 product changes --------------------------------
-from stc.compress import _Pairwise  # noqa: E402
+from stc.compress.pairwise import _Pairwise, _sq_dists  # noqa: E402
 
 
 @pytest.mark.parametrize("offset", [0.0, 10.0, 300.0])
@@ -362,7 +362,7 @@ def test_bf16_distances_err_relative_to_the_distance_and_the_centred_norms(offse
     bound = 2**-8 * (centred[:, None] + centred[None, :]) + 2**-7 * exact + 1e-6
     assert bool(((got - exact).abs() <= bound).all()), float(((got - exact).abs() / bound).max())
     # the fp32 path is the pre-26 arithmetic: the same values _sq_dists gives
-    assert torch.equal(_Pairwise(x, "fp32").full(slice(None)), stc.compress._sq_dists(x, x, 1 / 64))
+    assert torch.equal(_Pairwise(x, "fp32").full(slice(None)), _sq_dists(x, x, 1 / 64))
 
 
 def test_bf16_and_fp32_agree_where_clusters_are_clear():
@@ -408,7 +408,7 @@ def test_distances_is_a_checked_option_of_stc_and_reaches_the_stream():
 
 
 # -- knn_window (opt-in): neighbours searched within w frames ------------------------------------
-from stc.compress import _bands, _knn_pass  # noqa: E402
+from stc.compress.pairwise import _bands, _knn_pass  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)
@@ -457,7 +457,7 @@ def test_knn_window_is_checked_and_reaches_the_method_and_the_stream():
 
 # -- the exact grouped search behind the neighbour pass (issue 26) --------------------------------
 from stc.arith import segment_mean  # noqa: E402
-from stc.compress import _smallest  # noqa: E402
+from stc.compress.pairwise import _smallest  # noqa: E402
 
 
 @settings(max_examples=60, deadline=None)
@@ -488,7 +488,7 @@ def test_stage1_with_the_grouped_search_is_what_one_topk_gives(monkeypatch, dist
     features, scores = _video_like(48, 49, 48, 0)
     budget = round(retention * 48 * 49)
     got = stc.compress_tokens(features, scores, budget, distances=distances)
-    monkeypatch.setattr(stc.compress, "_GROUP", 10**9)  # no group: one torch.topk per row
+    monkeypatch.setattr(stc.compress.pairwise, "_GROUP", 10**9)  # no group: one torch.topk per row
     _assert_same(got, stc.compress_tokens(features, scores, budget, distances=distances))
     if distances == "fp32":
         _assert_same(got, stage1_reference.compress_tokens(features, scores, budget))
