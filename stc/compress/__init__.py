@@ -208,26 +208,26 @@ def dpc_knn(
         knn_d2, knn_idx = _knn_pass_linked(pairs, m, k_eff, separate)
         near_d2, near_idx = knn_d2, knn_idx
     rho = torch.exp(-knn_d2.mean(dim=1))
-
-    def is_denser(j: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
-        # strict total order: higher rho, then lower index
-        return (rho[j] > rho[i]) | ((rho[j] == rho[i]) & (j < i))
+    # The strict total order "denser": higher rho, then lower index; as a rank (a stable sort
+    # keeps equal rho in index order), so "j is denser than i" is one comparison.
+    rank = torch.empty_like(ar)
+    rank[torch.sort(rho, descending=True, stable=True).indices] = ar
 
     # delta: if a denser token is among i's nearest (the kNN, or the longer list pass 1 kept),
     # the first such is the nearest denser overall (anything closer would be in the list).
     # Only tokens with no denser token in that list need a full row.
-    denser_near = is_denser(near_idx, ar[:, None])
+    denser_near = rank[near_idx] < rank[:, None]
     has = denser_near.any(dim=1)
     first = denser_near.float().argmax(dim=1)
     delta = near_d2.gather(1, first[:, None]).squeeze(1)
     peaks = torch.nonzero(~has).squeeze(1)
     for s in range(0, peaks.numel(), rows):
         p = peaks[s : s + rows]
-        denser = is_denser(ar[None, :], p[:, None])
+        denser = rank[None, :] < rank[p][:, None]
         if linked is None:
             # Row-wise monotone transform after the reduction: min/max of the raw values.
             raw = pairs.raw(p)
-            nearest = raw.masked_fill(~denser, math.inf).amin(dim=1)
+            nearest = torch.where(denser, raw, math.inf).amin(dim=1)
             nearest = torch.where(torch.isinf(nearest), raw.amax(dim=1), nearest)
             delta[p] = pairs.finish(nearest, p)
         else:
