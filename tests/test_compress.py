@@ -481,6 +481,25 @@ def test_smallest_gives_topks_values_bit_for_bit(r, c, k, seed, levels, dtype, i
 
 
 @pytest.mark.parametrize("distances", ["bf16", "fp32"])
+def test_neighbour_pass_gives_each_rows_smallest_finished_distances(distances):
+    """Pass 1's k2 distances are the k2 smallest of each finished row (self excluded), bit for
+    bit, though its search compares keys (bf16: bit patterns as integers): duplicated tokens
+    make d^2 round below 0, whose keys sort in reverse among themselves and which finish maps
+    to 0."""
+    g = torch.Generator().manual_seed(3)
+    base = 5 + 10 * torch.randn(300, 40, generator=g)
+    x = torch.cat([base, base, base + 1e-3 * torch.randn(300, 40, generator=g)])  # 900 rows
+    pairs = _Pairwise(x, distances)
+    if distances == "bf16":
+        assert bool((pairs.raw(slice(None)).float() < 0).sum() > 100)  # the case is there
+    _, _, near_d2, near_idx = _knn_pass(pairs, 900, 7)
+    full = pairs.full(slice(None))
+    full.fill_diagonal_(math.inf)
+    assert torch.equal(near_d2, torch.topk(full, near_d2.shape[1], dim=1, largest=False).values)
+    assert torch.equal(full.gather(1, near_idx), near_d2)
+
+
+@pytest.mark.parametrize("distances", ["bf16", "fp32"])
 @pytest.mark.parametrize("retention", [0.02, 0.1])
 def test_stage1_with_the_grouped_search_is_what_one_topk_gives(monkeypatch, distances, retention):
     """48 x 49 tokens (~2,300 columns: the grouped search runs, and recurses): bit for bit what a
