@@ -6,7 +6,8 @@ nearest (`_knn_pass`; bounded in time with `_bands`, restricted by a relation in
 The neighbour search on a CPU (issue 26, exact). Each row's k2 nearest are found by
 `_smallest`: minima of groups of columns first, then a top-k over the few groups that can hold
 them: the same values as one top-k over the row, bit for bit, ~2x faster there (torch's CPU
-top-k costs per element of long rows). The product writes into one reused buffer and reads b as
+top-k costs per element of long rows); bf16 distances are compared as their int16 bit patterns
+(`_Pairwise.keys`, ~3x faster minima). The product writes into one reused buffer and reads b as
 one contiguous [width, m] operand; the operands are built a block of rows at a time. A GPU runs
 one top-k per row (one fast kernel) on larger chunks.
 """
