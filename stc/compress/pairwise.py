@@ -24,10 +24,11 @@ _CHUNK_ELEMENTS = 1 << 24
 # tokens with no denser token among them. (Measured at 6,271 tokens on a 2-core CPU: 8 makes
 # the neighbour pass ~8 ms faster than 16, for ~1 ms more of full rows.)
 _NEAR = 8
-# Elements of one chunk of DPC-kNN's neighbour pass on a CPU (bf16: 8 MiB; elsewhere
-# _CHUNK_ELEMENTS). Measured on a 2-core CPU at 6,271 columns: ~670 rows a chunk 65 ms, ~1,300
-# or ~2,700 rows 67-68 ms, ~330 rows 71 ms.
-_KNN_CHUNK_ELEMENTS = 1 << 22
+# Rows of one chunk of DPC-kNN's neighbour pass on a CPU, at most _CHUNK_ELEMENTS values
+# (elsewhere: _CHUNK_ELEMENTS' rows). Measured on a 2-core CPU: at 6,271 columns ~670 rows a
+# chunk 65 ms, ~1,300 or ~2,700 rows 67-68 ms, ~330 rows 71 ms; at 25,088 columns (128 frames)
+# stage 1 takes 1.23 s with 167 rows a chunk, 1.06 s with 334, 0.88 s with 668.
+_KNN_ROWS = 672
 # Rows per block of the bf16 operands' construction on a CPU (measured: a transposing copy of
 # 6,271 x 928 bf16 in blocks of 512 rows takes 1.8 ms, at once 8.8 ms).
 _BLOCK_ROWS = 512
@@ -183,7 +184,7 @@ def _knn_pass(pairs: _Pairwise, m: int, k: int, bands=None):
     """
     k2 = min(m - 1, max(k, _NEAR))
     if bands is None:
-        rows = max(1, (_KNN_CHUNK_ELEMENTS if pairs.device.type == "cpu" else _CHUNK_ELEMENTS) // m)
+        rows = _chunk_rows(m) if pairs.device.type != "cpu" else min(_KNN_ROWS, _chunk_rows(m))
         bands = [(s, min(s + rows, m), 0, m) for s in range(0, m, rows)]
     # one buffer for every chunk: a fresh allocation per chunk costs page faults on a CPU
     size = max((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in bands)
