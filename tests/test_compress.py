@@ -462,18 +462,20 @@ from stc.compress.pairwise import _smallest  # noqa: E402
 
 @settings(max_examples=60, deadline=None)
 @given(r=st.integers(1, 5), c=st.integers(1, 3000), k=st.integers(1, 20), seed=st.integers(0, 2**16),
-       levels=st.sampled_from([2, 7, 50, 0]), dtype=st.sampled_from([torch.float32, torch.bfloat16]),
-       infs=st.integers(0, 40))
+       levels=st.sampled_from([2, 7, 50, 0]),
+       dtype=st.sampled_from([torch.float32, torch.bfloat16, torch.int16]), infs=st.integers(0, 40))
 def test_smallest_gives_topks_values_bit_for_bit(r, c, k, seed, levels, dtype, infs):
     """The k smallest of every row, sorted, equal to torch.topk's values whatever the ties (few
-    levels: many equal values; 0: continuous), infinities (a row's own entry) and widths (the
-    grouped search starts at 4 k groups of columns, and recurses on its minima from 4 k groups
-    of minima: 32 k and 256 k columns with groups of 8)."""
+    levels: many equal values; 0: continuous), the largest value (a row's own entry: inf, or
+    int16's largest for the keys bf16 distances are searched as) and widths (the grouped search
+    starts at 4 k groups of columns, and recurses on its minima from 4 k groups of minima: 32 k
+    and 256 k columns with groups of 8)."""
     k = min(k, c)
     g = torch.Generator().manual_seed(seed)
-    values = torch.randint(0, levels, (r, c), generator=g).float() if levels else torch.randn(r, c, generator=g)
+    values = torch.randint(0, levels, (r, c), generator=g).float() if levels else 1000 * torch.randn(r, c, generator=g)
     values = values.to(dtype)
-    values.view(-1)[torch.randint(0, r * c, (infs,), generator=g)] = math.inf
+    top = math.inf if dtype.is_floating_point else torch.iinfo(dtype).max
+    values.view(-1)[torch.randint(0, r * c, (infs,), generator=g)] = top
     best, cols = _smallest(values, k)
     assert torch.equal(best, torch.topk(values, k, dim=1, largest=False, sorted=True).values)
     assert torch.equal(values.gather(1, cols), best)
