@@ -115,9 +115,9 @@ for _ in range(repeats):
 # methods, best of the rounds.
 floors = {}
 if floor:
-    from stc.compress.pairwise import _KNN_ROWS, _NEAR, _chunk_rows, _smallest
+    from stc.compress.pairwise import _NEAR, _knn_chunk_rows, _smallest
     m = frames * tokens
-    rows = min(_KNN_ROWS, _chunk_rows(m)) if device == "cpu" else _chunk_rows(m)
+    rows = _knn_chunk_rows(m, torch.device(device))
     chunks = -(-m // rows)
     g = torch.Generator().manual_seed(1)
     a = torch.randn(m, 64, generator=g).to(device, torch.bfloat16)

@@ -58,6 +58,7 @@ DEFAULT_KNN_WINDOW = 0
 # host reads of "anything left undecided?" (one device sync each on a GPU).
 _SELECT_BLOCK = 512
 _ROUNDS_PER_CHECK = 4
+
 # An optional relation between tokens: linked(a [r], b [c]) -> bool [r, c], True where the two
 # tokens may count as the same content. None (stc, the paper) links every pair; the
 # spatiotemporal variant (`stc.compress.st`) links only tokens whose content persisted from
@@ -224,16 +225,12 @@ def dpc_knn(
     for s in range(0, peaks.numel(), rows):
         p = peaks[s : s + rows]
         denser = rank[None, :] < rank[p][:, None]
-        if linked is None:
-            # Row-wise monotone transform after the reduction: min/max of the raw values.
-            raw = pairs.raw(p)
-            nearest = torch.where(denser, raw, math.inf).amin(dim=1)
-            nearest = torch.where(torch.isinf(nearest), raw.amax(dim=1), nearest)
-            delta[p] = pairs.finish(nearest, p)
-        else:
-            d2 = separate(pairs.full(p), p, ar)
-            nearest = d2.masked_fill(~denser, math.inf).amin(dim=1)
-            delta[p] = torch.where(torch.isinf(nearest), d2.amax(dim=1), nearest)
+        # Without a relation the row-wise monotone finish comes after the reduction (min/max of
+        # the raw values); a relation's penalty needs the finished d^2 first.
+        row = pairs.raw(p) if linked is None else separate(pairs.full(p), p, ar)
+        nearest = torch.where(denser, row, math.inf).amin(dim=1)
+        nearest = torch.where(torch.isinf(nearest), row.amax(dim=1), nearest)
+        delta[p] = pairs.finish(nearest, p) if linked is None else nearest
     delta = delta.sqrt()
 
     gamma = rho * delta

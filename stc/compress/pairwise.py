@@ -41,6 +41,11 @@ def _chunk_rows(cols: int) -> int:
     return max(1, _CHUNK_ELEMENTS // max(1, cols))
 
 
+def _knn_chunk_rows(m: int, device: torch.device) -> int:
+    """Rows of one chunk of the neighbour pass over m columns (`_KNN_ROWS` on a CPU)."""
+    return min(_KNN_ROWS, _chunk_rows(m)) if device.type == "cpu" else _chunk_rows(m)
+
+
 def _smallest(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The k smallest entries of each row of values [r, c] (k <= c), ascending: (values [r, k],
     column indices [r, k]). The same values as ``torch.topk(values, k, largest=False,
@@ -178,13 +183,14 @@ def _knn_pass(pairs: _Pairwise, m: int, k: int, bands=None):
     Returns (knn_d2 [m, k], knn_idx [m, k], near_d2 [m, k2], near_idx [m, k2]) with
     k2 = min(m - 1, max(k, _NEAR)) and d2 = ||x_i - x_j||^2 / D: the search runs on the raw
     values (as `_Pairwise.keys`), and the row-wise monotone rest is applied to the k2 values
-    kept only (the same values, the same order; no full-matrix pass). The longer list lets delta skip most full rows.
+    kept only (the same values, the same order; no full-matrix pass). The longer list lets
+    delta skip most full rows.
     bands: None (every row against every column) or [(r0, r1, c0, c1)]: rows r0..r1-1 are
     searched among columns c0..c1-1 only (each band holding more than k2 columns).
     """
     k2 = min(m - 1, max(k, _NEAR))
     if bands is None:
-        rows = _chunk_rows(m) if pairs.device.type != "cpu" else min(_KNN_ROWS, _chunk_rows(m))
+        rows = _knn_chunk_rows(m, pairs.device)
         bands = [(s, min(s + rows, m), 0, m) for s in range(0, m, rows)]
     # one buffer for every chunk: a fresh allocation per chunk costs page faults on a CPU
     size = max((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in bands)
