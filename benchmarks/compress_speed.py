@@ -25,8 +25,10 @@ call is timed with CUDA events after the warm-up, elsewhere with perf_counter; o
 method's host-device synchronisations per call are counted too (torch's sync debug mode), on
 a CPU the operations that would wait for a device (tests/host_reads.py). ``--reference``
 also times stc's stage 1 as it was before issue 26 (tests/stage1_reference.py, the exactness
-tests' reference) for a before/after ratio. Every case also times stc with the fp32 distances
-(``options={"distances": "fp32"}``, the arithmetic before issue 26) and, with ``--knn-window W``,
+tests' reference) for a before/after ratio. stc runs at its default distances ("auto": the
+arithmetic `stc.compress.resolve_distances` picks on the device, printed per row); every case
+also times stc with the fp32 distances (``options={"distances": "fp32"}``, the arithmetic before
+issue 26) and with the bf16 ones (their ratio: what bf16 buys on this device) and, with ``--knn-window W``,
 stc with ``knn_window=W``, and prints what they change against fp32: the share of kept tokens
 (sources) the fp32 result also keeps, and the share of the video's centred variance each output
 explains (1 - sum ||x - out(x)||^2 / sum ||x - mean||^2, out(x) the token x went to).
@@ -69,7 +71,7 @@ for name in methods:
     budget = method.counts(config, frames * tokens).stage1
     calls[name] = (lambda m=method, c=config, b=budget: m.compress(features, scores, b, grid=grid, config=c))
 # stc's own variants (issue 26): the fp32 distances (the arithmetic before #26), and a knn_window
-variants = {"stc fp32": {"distances": "fp32"}}
+variants = {"stc fp32": {"distances": "fp32"}, "stc bf16": {"distances": "bf16"}}
 if window:
     variants[f"stc w={window}"] = {"knn_window": window}
 for name, options in variants.items():
@@ -159,11 +161,12 @@ def explained(o):
     return 1 - float(((x - o.tokens.double()[o.assignment]) ** 2).sum()) / spread
 exact = calls["stc fp32"]()
 agree = {}
-for name in ["stc", *[v for v in variants if v != "stc fp32"]]:
+for name in ["stc", "stc bf16", *[v for v in variants if v not in ("stc fp32", "stc bf16")]]:
     o = calls[name]()
     shared = len(set(o.source.tolist()) & set(exact.source.tolist())) / exact.source.numel()
     agree[name] = [shared, explained(o)]
-print(json.dumps({"budget": out.tokens.shape[0], "ms": {n: 1000 * min(t) for n, t in times.items()},
+from stc.compress import resolve_distances
+print(json.dumps({"budget": out.tokens.shape[0], "auto": resolve_distances("auto", features.device), "ms": {n: 1000 * min(t) for n, t in times.items()},
                   "peak_mib": peak, "input_mib": features.numel() * features.element_size() / 2**20,
                   "agree": agree, "explained_fp32": explained(exact), "syncs": syncs, "floors": floors}))
 """
@@ -219,8 +222,9 @@ def main() -> None:
     threads = f", {args.threads} thread(s)" if args.threads else ""
     print(f"stage 1 on {args.device}{threads}, {source}; {clock}, best of {args.repeats} round-robin rounds in one "
           f"process per case")
-    head = "| frames x tokens | retention | budget | stc / HoliTom | stc / FastVID | stc / VisionZip | stc fp32 / stc |"
-    rule = "|---|---|---|---|---|---|---|"
+    head = ("| frames x tokens | retention | budget | stc's distances (auto ->) | stc / HoliTom | stc / FastVID | "
+            "stc / VisionZip | stc fp32 / stc bf16 |")
+    rule = "|---|---|---|---|---|---|---|---|"
     w = args.knn_window
     if w:
         head += f" stc w={w} / HoliTom |"
@@ -228,7 +232,7 @@ def main() -> None:
     if args.reference:
         head += " stc now / before #26 |"
         rule += "---|"
-    agree_head = "stc" + (f", stc w={w}" if w else "")
+    agree_head = "stc, stc bf16" + (f", stc w={w}" if w else "")
     cuda = args.device == "cuda"
     print(head + f" times (ms): stc, HoliTom, FastVID, VisionZip | kept as with fp32 ({agree_head}) | "
           f"explained variance (fp32, {agree_head}) | stc peak extra memory (MiB) |"
@@ -258,14 +262,14 @@ def main() -> None:
             print(f"| {frames}x{tokens} | {retention:.0%} | skipped: {r['skip']} |")
             continue
         ms = r["ms"]
-        ratios = " | ".join(f"{ms['stc'] / ms[p]:.2f}" for p in PEERS) + f" | {ms['stc fp32'] / ms['stc']:.2f}"
+        ratios = " | ".join(f"{ms['stc'] / ms[p]:.2f}" for p in PEERS) + f" | {ms['stc fp32'] / ms['stc bf16']:.2f}"
         if w:
             ratios += f" | {ms[f'stc w={w}'] / ms['holitom']:.2f}"
         extra = f" {ms['stc'] / ms['stc (before #26)']:.2f} |" if args.reference else ""
         times = ", ".join(f"{ms[n]:.0f}" for n in methods)
         kept = ", ".join(f"{a[0]:.3f}" for a in r["agree"].values())
         explained = ", ".join(f"{v:.3f}" for v in [r["explained_fp32"], *(a[1] for a in r["agree"].values())])
-        print(f"| {frames}x{tokens} ({frames * tokens}) | {retention:.0%} | {r['budget']} | {ratios} |{extra} "
+        print(f"| {frames}x{tokens} ({frames * tokens}) | {retention:.0%} | {r['budget']} | {r['auto']} | {ratios} |{extra} "
               f"{times} | {kept} | {explained} | {r['peak_mib']:.0f} |"
               + " " + ", ".join(str(r["syncs"].get(n, "-")) for n in methods) + " |", flush=True)
         if r["floors"]:

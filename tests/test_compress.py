@@ -345,7 +345,7 @@ def test_stage1_with_a_relation_is_bit_identical_to_the_reference():
                      stage1_reference.compress_tokens(features, scores, budget, linked=linked))
 
 
-# -- distances="bf16" (the default): what one bf16 product changes --------------------------------
+# -- distances="bf16" (what "auto" picks where bf16 is faster): what one bf16 product changes-----------------------------
 from stc.compress.pairwise import _Pairwise, _sq_dists  # noqa: E402
 
 
@@ -380,7 +380,7 @@ def test_bf16_and_fp32_agree_where_clusters_are_clear():
 def test_bf16_stage1_keeps_nearly_what_fp32_keeps_on_video_like_tokens(retention):
     features, scores = _video_like(16, 49, 96, 0)
     budget = round(retention * 16 * 49)
-    fast = stc.compress_tokens(features, scores, budget)
+    fast = stc.compress_tokens(features, scores, budget, distances="bf16")
     exact = stc.compress_tokens(features, scores, budget, distances="fp32")
     _check_contract(features, scores, budget, fast)
     shared = len(set(fast.source.tolist()) & set(exact.source.tolist()))
@@ -389,7 +389,7 @@ def test_bf16_stage1_keeps_nearly_what_fp32_keeps_on_video_like_tokens(retention
 
 
 def test_distances_is_a_checked_option_of_stc_and_reaches_the_stream():
-    assert stc.get_method("stc").options["distances"] == "bf16"
+    assert stc.get_method("stc").options["distances"] == "auto"
     with pytest.raises(ValueError, match="distances"):
         stc.STCConfig(retention=0.1, options={"distances": "fp16"})
     with pytest.raises(ValueError, match="distances"):
@@ -405,6 +405,61 @@ def test_distances_is_a_checked_option_of_stc_and_reaches_the_stream():
         stream.add(features[:4], scores[:4])
         stream.add(features[4:], scores[4:])
         _assert_same(stream.finish(), whole)
+
+
+# -- distances="auto" (the default): the faster arithmetic of the device ---------------------------
+from stc.compress import pairwise  # noqa: E402
+
+
+@pytest.mark.parametrize("fp32, bf16, picked", [(10.0, 4.0, "bf16"), (10.0, 8.0, "bf16"), (10.0, 8.1, "fp32"),
+                                                (10.0, 17.0, "fp32")])
+def test_auto_takes_bf16_only_where_its_product_is_clearly_faster(monkeypatch, fp32, bf16, picked):
+    """On a CPU "auto" times one product of each dtype, once per thread count, and takes bf16 only
+    if it is at least _AUTO_MARGIN (1.25) times faster; explicit choices pass through."""
+    timed = []
+
+    def seconds(dtype, shape=pairwise._AUTO_SHAPE):
+        timed.append(dtype)
+        return {torch.float32: fp32, torch.bfloat16: bf16}[dtype]
+
+    monkeypatch.setattr(pairwise, "_product_seconds", seconds)
+    monkeypatch.setattr(pairwise, "_auto_choice", {})
+    assert pairwise.resolve_distances("auto", "cpu") == picked
+    assert pairwise.resolve_distances("auto", torch.device("cpu")) == picked
+    assert sorted(map(str, timed)) == ["torch.bfloat16", "torch.float32"]  # measured once
+    assert pairwise.resolve_distances("fp32", "cpu") == "fp32" and pairwise.resolve_distances("bf16", "cpu") == "bf16"
+    assert pairwise.resolve_distances("auto", "meta") == "fp32"  # no measurement off CPU / CUDA
+    with _threads(1 if torch.get_num_threads() > 1 else 2):
+        pairwise.resolve_distances("auto", "cpu")
+    assert len(timed) == 4  # another thread count is measured again
+
+
+class _threads:
+    def __init__(self, n):
+        self.n = n
+
+    def __enter__(self):
+        self.old = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.old)
+
+
+@pytest.mark.parametrize("picked", ["bf16", "fp32"])
+def test_auto_is_the_arithmetic_it_resolves_to(monkeypatch, picked):
+    monkeypatch.setattr(pairwise, "_auto_choice", {torch.get_num_threads(): picked})
+    features, scores = _video_like(16, 49, 96, 0)
+    for budget in (16, 78):
+        _assert_same(stc.compress_tokens(features, scores, budget),
+                     stc.compress_tokens(features, scores, budget, distances=picked))
+
+
+def test_auto_measures_real_products_and_picks_an_arithmetic():
+    """The real timing (no monkeypatch): both products run and the choice is one of the two."""
+    assert pairwise._product_seconds(torch.float32, (64, 96, 128)) > 0
+    assert pairwise._product_seconds(torch.bfloat16, (64, 96, 128)) > 0
+    assert pairwise.resolve_distances("auto", "cpu") in ("bf16", "fp32")
 
 
 # -- knn_window (opt-in): neighbours searched within w frames ------------------------------------

@@ -29,7 +29,7 @@ def _digest(out) -> str:
 
 
 # Recorded from stc.compress_tokens before stc-st was added (same inputs, same torch); since
-# issue 26 that arithmetic is distances="fp32" (the default "bf16" is tested in test_compress).
+# issue 26 that arithmetic is distances="fp32" (the default "auto" is tested in test_compress).
 _STC_BEFORE = {
     (8, 16, 8, 13): "a750dcaa805d7e9eb9c5",
     (6, 12, 4, 40): "6edf5dbeee9984899445",
@@ -156,7 +156,7 @@ def test_time_aware_clusters_keep_occurrences_apart():
 
 def test_options_and_config():
     method = stc.get_method("stc-st")
-    assert method.options == {"gap": 0, "distances": "bf16"} and method.stage1 is not None and method.inner is not None
+    assert method.options == {"gap": 0, "distances": "auto"} and method.stage1 is not None and method.inner is not None
     assert stc.STCConfig(retention=0.1, method="stc-st").option("gap") == 0
     with pytest.raises(ValueError, match="gap"):
         stc.STCConfig(retention=0.1, method="stc-st", options={"gap": -1})

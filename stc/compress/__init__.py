@@ -13,14 +13,16 @@ chunked so peak memory grows linearly with the number of tokens, never with its 
 Distances (``distances``, issue 26). DPC-kNN's pairwise pass over the recycle pool (~6,200 tokens
 at 32 frames: 6,200^2 x D multiply-adds) is most of stage 1's time. ``"fp32"`` computes it in
 fp32 from the tokens as given: the arithmetic of stc before issue 26, bit for bit
-(tests/stage1_reference.py). ``"bf16"`` (the default) computes the same squared distances with
-one bf16 matrix product (fp32 accumulation: AMX on a recent CPU, tensor cores on a GPU) of the
-centred tokens, with the squared norms folded into the product so the only rounding of the
-result is relative to the distance itself: the pass is ~4x faster on a CPU with AMX, stage 1
-2.3-2.6x. What it changes was measured on real clips (README, "Stage 1 alone";
-`benchmarks/compress_speed.py`): the same explained variance as "fp32" within 0.002 and 86-100%
-of the same kept tokens; choices differ only where distances nearly tie. Unified selection
-(cosines against tau) stays fp32 in both.
+(tests/stage1_reference.py). ``"bf16"`` computes the same squared distances with one bf16
+matrix product (fp32 accumulation: AMX on a recent CPU, tensor cores on a GPU) of the centred
+tokens, with the squared norms folded into the product so the only rounding of the result is
+relative to the distance itself: stage 1 3.0-3.5x faster on a CPU with AMX, 2.1-2.7x on an AMD
+EPYC, but 0.6x (slower) on an Intel Xeon without AMX. ``"auto"`` (the default) takes whichever
+of the two the device multiplies faster (`stc.compress.pairwise.resolve_distances`: measured
+once per process on a CPU, bf16 on a GPU with native bf16). What bf16 changes was measured on
+real clips (README, "Stage 1 alone"; `benchmarks/compress_speed.py`): the same explained
+variance as "fp32" within 0.002 and 86-100% of the same kept tokens; choices differ only where
+distances nearly tie. Unified selection (cosines against tau) stays fp32 in both.
 
 The pairwise pass itself (distances, each token's nearest, the CPU's exact grouped search)
 is `stc.compress.pairwise`.
@@ -42,15 +44,16 @@ import torch
 
 from ..arith import round_half_up, segment_mean
 from ..results import Compressed
-from .pairwise import _NEAR, _bands, _chunk_rows, _knn_pass, _knn_pass_linked, _Pairwise
+from .pairwise import _NEAR, _bands, _chunk_rows, _knn_pass, _knn_pass_linked, _Pairwise, resolve_distances
 
 # The paper's stage-1 hyper-parameters (shared/method.md); STCConfig takes its defaults from here.
 DEFAULT_TAU = 0.7
 DEFAULT_CLUSTER_RATIO = 0.3
 DEFAULT_KNN_K = 7
-# Precision of DPC-kNN's pairwise distances (module docstring): "bf16" (default) or "fp32".
-DISTANCES = ("bf16", "fp32")
-DEFAULT_DISTANCES = "bf16"
+# Precision of DPC-kNN's pairwise distances (module docstring): "auto" (default: the faster of the
+# two on the device, `resolve_distances`), "bf16" or "fp32".
+DISTANCES = ("auto", "bf16", "fp32")
+DEFAULT_DISTANCES = "auto"
 # Frames either side within which DPC-kNN searches a token's neighbours; 0 = all (the paper).
 DEFAULT_KNN_WINDOW = 0
 
@@ -169,7 +172,7 @@ def dpc_knn(
     linked: optional relation over indices into ``features``; an unlinked pair is then farther
         apart than any linked pair: d^2 + Delta^2, with Delta^2 an upper bound of every d^2
         (4 max_i ||x_i||^2 / D), so clusters form within linked tokens first. None: plain d.
-    distances: precision of the pairwise distances, "bf16" or "fp32" (module docstring).
+    distances: precision of the pairwise distances, "auto", "bf16" or "fp32" (module docstring).
     frame, knn_window: with knn_window > 0 and frame [m] (each token's frame, ascending), the
         k nearest neighbours (and the short list delta reads first) are searched only among
         tokens within knn_window frames: an approximation (module docstring). 0: everywhere.
@@ -191,7 +194,7 @@ def dpc_knn(
         zero = torch.zeros(1, dtype=torch.long, device=device)
         return zero, zero.clone()
     x = features.float()
-    scale = 1.0 / x.shape[1]
+    distances = resolve_distances(distances, device)
     k_eff = min(k, m - 1)
     ar = torch.arange(m, device=device)
     rows = _chunk_rows(m)
@@ -265,8 +268,9 @@ def compress_tokens(
     linked:   optional relation over flat indices (frame-major, into T*N) that restricts both
               the redundancy test and the clustering (see `unified_selection`, `dpc_knn`);
               None is the paper's method.
-    distances: precision of DPC-kNN's pairwise distances, "bf16" (default) or "fp32" (the
-              arithmetic before issue 26, bit for bit); see the module docstring.
+    distances: precision of DPC-kNN's pairwise distances, "auto" (default: the faster of the
+              two on this device), "bf16" or "fp32" (the arithmetic before issue 26, bit for
+              bit); see the module docstring.
     knn_window: 0 (default, the paper): DPC-kNN's neighbours are searched over the whole
               recycle pool; w > 0: only within w frames of each token (faster, approximate;
               module docstring). Not with ``linked``.

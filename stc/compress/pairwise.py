@@ -15,6 +15,8 @@ one top-k per row (one fast kernel) on larger chunks.
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 import torch
 
@@ -35,6 +37,61 @@ _BLOCK_ROWS = 512
 # Columns per group of `_smallest` (measured: the neighbour pass at 6,271 tokens, k2 = 8, on a
 # 2-core CPU: 55-57 ms with 8, 56-59 with 16, 59-62 with 32, 61-65 with 4).
 _GROUP = 8
+
+
+# "auto" distances (`resolve_distances`): bf16 only where its product is at least this much
+# faster than fp32's on the device (a clear win, not the timer's noise).
+_AUTO_MARGIN = 1.25
+# The product "auto" times on a CPU: a neighbour-pass chunk's kind of operands, [rows, width] x
+# [width, cols] (~1.9 GFLOP; the measurement costs ~20-90 ms once per process).
+_AUTO_SHAPE = (512, 928, 2048)
+_auto_choice: dict[int, str] = {}  # torch's CPU threads -> "bf16" | "fp32"
+_auto_lock = threading.Lock()
+
+
+def _product_seconds(dtype: torch.dtype, shape: tuple[int, int, int] = _AUTO_SHAPE) -> float:
+    """Best of three timed CPU products [r, w] x [w, c] of ``dtype`` (after one warm-up)."""
+    r, w, c = shape
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(r, w, generator=g).to(dtype), torch.randn(w, c, generator=g).to(dtype)
+    out = torch.empty(r, c, dtype=dtype)
+    torch.mm(a, b, out=out)
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def resolve_distances(distances: str, device: torch.device | str) -> str:
+    """The arithmetic ``distances`` means on ``device``: "bf16" or "fp32" as given; "auto" (the
+    default) -> "bf16" where the hardware multiplies bf16 faster than fp32, else "fp32".
+
+    Why measured, not assumed: the bf16 pass's speed-up is a property of the chip, not of its
+    flags. Measured (README, "Stage 1 alone"): 3.0-3.5x on a CPU with AMX, 2.1-2.7x on an AMD EPYC
+    with avx512_bf16, 0.59-0.63x (slower) on an Intel Xeon with avx512_bf16 and no AMX, where
+    oneDNN's bf16 kernel runs at ~135 GFLOP/s against MKL's fp32 at ~295. So on a CPU "auto"
+    times one product of each (`_product_seconds`, once per process and thread count) and takes
+    bf16 if it is at least `_AUTO_MARGIN` times faster. On CUDA: bf16 where the GPU computes it
+    natively (tensor cores), else fp32; any other device: fp32. Both arithmetics give the same
+    squared distances up to bf16's rounding (`_Pairwise`); pass "fp32" for the arithmetic before
+    issue 26, bit for bit, on every machine.
+    """
+    if distances != "auto":
+        return distances
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
+    if device.type != "cpu":
+        return "fp32"
+    threads = torch.get_num_threads()
+    with _auto_lock:  # one measurement at a time: two at once would time each other
+        if threads not in _auto_choice:
+            fp32 = _product_seconds(torch.float32)
+            bf16 = _product_seconds(torch.bfloat16)
+            _auto_choice[threads] = "bf16" if bf16 * _AUTO_MARGIN <= fp32 else "fp32"
+        return _auto_choice[threads]
 
 
 def _chunk_rows(cols: int) -> int:
