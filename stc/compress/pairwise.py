@@ -43,7 +43,8 @@ _GROUP = 8
 # faster than fp32's on the device (a clear win, not the timer's noise).
 _AUTO_MARGIN = 1.25
 # The product "auto" times on a CPU: a neighbour-pass chunk's kind of operands, [rows, width] x
-# [width, cols] (~1.9 GFLOP; the measurement costs ~20-90 ms once per process).
+# [width, cols] (~1.9 GFLOP; the measurement costs ~20-120 ms once per process: 116 ms on a 2-core
+# Xeon without AMX, oneDNN's first call included).
 _AUTO_SHAPE = (512, 928, 2048)
 _auto_choice: dict[int, str] = {}  # torch's CPU threads -> "bf16" | "fp32"
 _auto_lock = threading.Lock()
@@ -70,13 +71,13 @@ def resolve_distances(distances: str, device: torch.device | str) -> str:
 
     Why measured, not assumed: the bf16 pass's speed-up is a property of the chip, not of its
     flags. Measured (README, "Stage 1 alone"): 3.0-3.5x on a CPU with AMX, 2.1-2.7x on an AMD EPYC
-    with avx512_bf16, 0.59-0.63x (slower) on an Intel Xeon with avx512_bf16 and no AMX, where
+    with avx512_bf16, 0.56-0.63x (slower) on an Intel Xeon with avx512_bf16 and no AMX, where
     oneDNN's bf16 kernel runs at ~135 GFLOP/s against MKL's fp32 at ~295. So on a CPU "auto"
     times one product of each (`_product_seconds`, once per process and thread count) and takes
     bf16 if it is at least `_AUTO_MARGIN` times faster. On CUDA: bf16 where the GPU computes it
     natively (tensor cores), else fp32; any other device: fp32. Both arithmetics give the same
     squared distances up to bf16's rounding (`_Pairwise`); pass "fp32" for the arithmetic before
-    issue 26, bit for bit, on every machine.
+    issue 26 (bit for bit against tests/stage1_reference.py) whatever the machine's speeds.
     """
     if distances != "auto":
         return distances
