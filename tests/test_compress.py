@@ -422,6 +422,7 @@ def test_auto_takes_bf16_only_where_its_product_is_clearly_faster(monkeypatch, f
         timed.append(dtype)
         return {torch.float32: fp32, torch.bfloat16: bf16}[dtype]
 
+    monkeypatch.delenv("STC_DISTANCES", raising=False)
     monkeypatch.setattr(pairwise, "_product_seconds", seconds)
     monkeypatch.setattr(pairwise, "_auto_choice", {})
     assert pairwise.resolve_distances("auto", "cpu") == picked
@@ -448,11 +449,26 @@ class _threads:
 
 @pytest.mark.parametrize("picked", ["bf16", "fp32"])
 def test_auto_is_the_arithmetic_it_resolves_to(monkeypatch, picked):
+    monkeypatch.delenv("STC_DISTANCES", raising=False)
     monkeypatch.setattr(pairwise, "_auto_choice", {torch.get_num_threads(): picked})
     features, scores = _video_like(16, 49, 96, 0)
     for budget in (16, 78):
         _assert_same(stc.compress_tokens(features, scores, budget),
                      stc.compress_tokens(features, scores, budget, distances=picked))
+
+
+def test_stc_distances_fixes_what_auto_means(monkeypatch):
+    monkeypatch.setattr(pairwise, "_product_seconds", lambda *a: pytest.fail("no timing when fixed"))
+    for value in ("bf16", "fp32"):
+        monkeypatch.setenv("STC_DISTANCES", value)
+        assert pairwise.resolve_distances("auto", "cpu") == value
+        assert pairwise.resolve_distances("fp32", "cpu") == "fp32"  # an explicit choice still wins
+    features, scores = _video_like(8, 20, 16, 1)
+    monkeypatch.setenv("STC_DISTANCES", "bf16")
+    _assert_same(stc.compress_tokens(features, scores, 12), stc.compress_tokens(features, scores, 12, distances="bf16"))
+    monkeypatch.setenv("STC_DISTANCES", "fp16")
+    with pytest.raises(ValueError, match="STC_DISTANCES"):
+        pairwise.resolve_distances("auto", "cpu")
 
 
 def test_auto_measures_real_products_and_picks_an_arithmetic():

@@ -15,6 +15,7 @@ one top-k per row (one fast kernel) on larger chunks.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 
@@ -78,9 +79,17 @@ def resolve_distances(distances: str, device: torch.device | str) -> str:
     natively (tensor cores), else fp32; any other device: fp32. Both arithmetics give the same
     squared distances up to bf16's rounding (`_Pairwise`); pass "fp32" for the arithmetic before
     issue 26 (bit for bit against tests/stage1_reference.py) whatever the machine's speeds.
+    The environment variable ``STC_DISTANCES`` ("bf16" or "fp32") fixes what "auto" means in a
+    process (to repeat a table measured on other hardware with its arithmetic, through tools
+    such as `stc.eval` that take no method options).
     """
     if distances != "auto":
         return distances
+    fixed = os.environ.get("STC_DISTANCES", "")
+    if fixed:
+        if fixed not in ("bf16", "fp32"):
+            raise ValueError(f"STC_DISTANCES must be 'bf16' or 'fp32' (what distances='auto' means), got {fixed!r}")
+        return fixed
     device = torch.device(device)
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
