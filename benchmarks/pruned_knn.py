@@ -22,8 +22,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import stc  # noqa: E402
 from stc.arith import round_half_up  # noqa: E402
-from stc.compress import _normalize, unified_selection  # noqa: E402
+from stc.compress import DEFAULT_CLUSTER_RATIO, DEFAULT_TAU, _normalize, unified_selection  # noqa: E402
 from stc.compress.pairwise import _KNN_ROWS, _smallest  # noqa: E402
 
 K2 = 8  # the neighbours stc's pass 1 keeps (`stc.compress.pairwise._NEAR`)
@@ -34,11 +35,11 @@ def recycle_pool(clip: str, retention: float = 0.02) -> torch.Tensor:
     f, s = torch.load(ROOT / "runs" / f"features-{clip}-0.5b-32.pt", weights_only=True)[:2]
     t, n, d = f.shape
     flat, total = f.reshape(-1, d).float(), t * n
-    budget = round(retention * total)
-    quota = budget - round_half_up(0.3 * budget)
+    budget = stc.STCConfig(retention=retention).budget(total)
+    quota = budget - round_half_up(DEFAULT_CLUSTER_RATIO * budget)  # as `stc.compress_tokens`
     order = torch.sort(s.reshape(-1).float(), descending=True, stable=True).indices
     keep = torch.ones(total, dtype=torch.bool)
-    keep[unified_selection(_normalize(flat), order, quota, 0.7)] = False
+    keep[unified_selection(_normalize(flat), order, quota, DEFAULT_TAU)] = False
     return flat[keep].contiguous()
 
 

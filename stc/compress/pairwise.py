@@ -44,8 +44,8 @@ _GROUP = 8
 # faster than fp32's on the device (a clear win, not the timer's noise).
 _AUTO_MARGIN = 1.25
 # The product "auto" times on a CPU: a neighbour-pass chunk's kind of operands, [rows, width] x
-# [width, cols] (~1.9 GFLOP; the measurement costs ~20-120 ms once per process: 116 ms on a 2-core
-# Xeon without AMX, oneDNN's first call included).
+# [width, cols] (~1.9 GFLOP; the measurement, once per process, took 116 ms on a 2-core Xeon
+# without AMX, oneDNN's first call included).
 _AUTO_SHAPE = (512, 928, 2048)
 _auto_choice: dict[int, str] = {}  # torch's CPU threads -> "bf16" | "fp32"
 _auto_lock = threading.Lock()
@@ -92,7 +92,8 @@ def resolve_distances(distances: str, device: torch.device | str) -> str:
         return fixed
     device = torch.device(device)
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
+        with torch.cuda.device(device):  # the features' GPU, not whichever is current
+            return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
     if device.type != "cpu":
         return "fp32"
     threads = torch.get_num_threads()

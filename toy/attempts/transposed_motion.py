@@ -26,66 +26,54 @@ from stc.models import load
 from stc.toy.data import LETTERS, OPTIONS, TYPES, VALIDATION_SEEDS, make_sample, write_mp4
 
 SWAP = {"left": "up", "up": "left", "right": "down", "down": "right"}
+OPTIONS_MOTION = list(OPTIONS["motion"])
+
+
+def _swap_tokens(module, args, out):
+    """Forward hook on the projector: rows <-> columns of each frame's [27 x 27] token grid."""
+    side = int(round(out.shape[1] ** 0.5))
+    return out.unflatten(1, (side, side)).transpose(1, 2).flatten(1, 2)
+
+
+def _given(llm, sample, frames, path: Path) -> str | None:
+    """The direction ``llm`` answers for ``frames`` (written to path), or None if unparsed."""
+    write_mp4(frames, path)
+    text = llm.answer(str(path), build_prompt(sample.question, OPTIONS_MOTION), max_new_tokens=16,
+                      num_frames=len(frames)).text
+    letter = parse_answer(text, OPTIONS_MOTION)
+    return OPTIONS_MOTION[LETTERS.index(letter)] if letter is not None else None
 
 
 def main() -> None:
     checkpoint = sys.argv[1]
     torch.set_num_threads(2)
-    llm = load(checkpoint, device="cpu", dtype="float32")
-    options = OPTIONS["motion"]
-    right = collections.Counter()
-    total = collections.Counter()
+    plain = load(checkpoint, device="cpu", dtype="float32")
+    hooked = load(checkpoint, device="cpu", dtype="float32")  # its own model and cache
+    hooked.model.model.multi_modal_projector.register_forward_hook(_swap_tokens)
+    counts = collections.Counter()  # (view, drawn direction, "total" | "drawn" | "swapped")
     with tempfile.TemporaryDirectory(prefix="stc-transposed-") as tmp:
         root = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(tmp)
         for s in VALIDATION_SEEDS:
             if TYPES[s % len(TYPES)] != "motion":
                 continue
             sample = make_sample(s)
-            for view, frames, truth in (("drawn", sample.frames, sample.answer_text),
-                                        ("transposed", sample.frames.transpose(0, 2, 1, 3), SWAP[sample.answer_text])):
-                path = write_mp4(frames, root / f"{view}-{s}.mp4")
-                text = llm.answer(str(path), build_prompt(sample.question, list(options)), max_new_tokens=16,
-                                  num_frames=len(frames)).text
-                letter = parse_answer(text, list(options))
-                key = (view, sample.answer_text)
-                total[key] += 1
-                right[key] += letter is not None and options[LETTERS.index(letter)] == truth
-    for view in ("drawn", "transposed"):
-        cells = ", ".join(f"{d} {right[view, d]}/{total[view, d]}" for d in options)
+            d = sample.answer_text
+            views = (("drawn", plain, sample.frames), ("transposed", plain, sample.frames.transpose(0, 2, 1, 3)),
+                     ("tokens transposed after the tower", hooked, sample.frames))
+            for view, llm, frames in views:
+                given = _given(llm, sample, frames, root / f"{view.split()[0]}-{view.count(' ')}-{s}.mp4")
+                counts[view, d, "total"] += 1
+                counts[view, d, "drawn"] += given == d
+                counts[view, d, "swapped"] += given == SWAP[d]
+    # drawn: the right answer is the drawn direction; transposed clips: the swapped one;
+    # transposed tokens: both are reported
+    for view, right in (("drawn", "drawn"), ("transposed", "swapped")):
+        cells = ", ".join(f"{d} {counts[view, d, right]}/{counts[view, d, 'total']}" for d in OPTIONS_MOTION)
         print(f"{checkpoint}, {view}: drawn direction -> right answers: {cells}")
-    tokens_transposed(checkpoint)
-
-
-def tokens_transposed(checkpoint: str) -> None:
-    llm = load(checkpoint, device="cpu", dtype="float32")
-    projector = llm.model.model.multi_modal_projector
-
-    def swap(module, args, out):  # [frames, 729, D]: rows <-> columns of the 27 x 27 grid
-        side = int(round(out.shape[1] ** 0.5))
-        return out.unflatten(1, (side, side)).transpose(1, 2).flatten(1, 2)
-
-    handle = projector.register_forward_hook(swap)
-    options = OPTIONS["motion"]
-    drawn, swapped, total = collections.Counter(), collections.Counter(), collections.Counter()
-    try:
-        with tempfile.TemporaryDirectory(prefix="stc-transposed-") as tmp:
-            for s in VALIDATION_SEEDS:
-                if TYPES[s % len(TYPES)] != "motion":
-                    continue
-                sample = make_sample(s)
-                path = write_mp4(sample.frames, Path(tmp) / f"drawn-{s}.mp4")
-                text = llm.answer(str(path), build_prompt(sample.question, list(options)), max_new_tokens=16,
-                                  num_frames=len(sample.frames)).text
-                letter = parse_answer(text, list(options))
-                given = options[LETTERS.index(letter)] if letter is not None else None
-                d = sample.answer_text
-                total[d] += 1
-                drawn[d] += given == d
-                swapped[d] += given == SWAP[d]
-    finally:
-        handle.remove()
-    cells = ", ".join(f"{d}: drawn {drawn[d]}, swapped {swapped[d]} of {total[d]}" for d in options)
-    print(f"{checkpoint}, tokens transposed after the tower: {cells}")
+    view = "tokens transposed after the tower"
+    cells = ", ".join(f"{d}: drawn {counts[view, d, 'drawn']}, swapped {counts[view, d, 'swapped']} of "
+                      f"{counts[view, d, 'total']}" for d in OPTIONS_MOTION)
+    print(f"{checkpoint}, {view}: {cells}")
 
 
 if __name__ == "__main__":
