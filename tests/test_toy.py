@@ -161,12 +161,14 @@ def test_a_shorter_clip_keeps_its_answer_true():
 
 # -- training ------------------------------------------------------------------------------------
 def test_a_short_stage_a_lowers_its_loss():
+    """(with the place term: its error in patches falls too)"""
     torch.set_num_threads(2)
     model, _ = build_toy(0)
     before = {k: v.clone() for k, v in model.model.language_model.state_dict().items()}
-    curve = pretrain_vision(model, seed=0, steps=24, warmup=4, quiet=True)
-    losses = [c["loss"] for c in curve]
+    curve = pretrain_vision(model, seed=0, steps=24, warmup=4, place=1.0, quiet=True)
+    losses, place = [c["loss"] for c in curve], [c["place_err"] for c in curve]
     assert np.mean(losses[-6:]) < np.mean(losses[:6]) - 0.3, losses
+    assert np.mean(place[-6:]) < np.mean(place[:6]) - 0.1, place
     after = model.model.language_model.state_dict()  # stage A trains the tower only
     assert all(torch.equal(before[k], after[k]) for k in before)
 

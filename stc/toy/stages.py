@@ -25,13 +25,20 @@ __all__ = ["DESCRIBE", "PHASES", "POOLS", "Phase", "describe", "encode_pool", "p
 
 # -- stage A: the vision tower -------------------------------------------------------------------
 def pretrain_vision(model, *, seed: int = 0, steps: int = 300, lr: float = 3e-3, frames_per_step: int = 8,
-                    warmup: int = 20, log_every: int = 25, quiet: bool = False) -> list[dict]:
+                    warmup: int = 20, place: float = 0.0, log_every: int = 25, quiet: bool = False) -> list[dict]:
     """Stage A: train the vision tower alone to describe single frames of training clips: for
     every patch, the colour of the object drawn there (or the background; object patches and
     background weigh half each), and for every object, from its patches' mean feature (a
     region's description), its kind of shape. Returns the curve (one dict per step: loss, the
     shape accuracy per object and the colour accuracy on object patches); the heads are thrown
     away afterwards.
+
+    ``place`` > 0 adds where: a linear head reads every patch's column and row (scaled to
+    [-1, 1]) from its features, its mean squared error weighted by ``place``, and the curve gets
+    ``place_err`` (mean absolute error, in patches). Without it the tower's features do not
+    say where a patch is: a least-squares probe of the committed tower reads a ball patch's
+    column with R^2 0.04 (toy/attempts/place_probe.py), so the LLM can only find a place from
+    its token's position in the sequence (toy/attempts/README.md, ninth session).
 
     Each step reads ``frames_per_step`` frames: two random frames from each of
     ``frames_per_step // 2`` training clips of 4 frames (every type, so flashes, balls and
@@ -40,10 +47,16 @@ def pretrain_vision(model, *, seed: int = 0, steps: int = 300, lr: float = 3e-3,
     dim = model.config.vision_config.hidden_size
     gen = torch.Generator().manual_seed(seed * 7919 + 1)
     shape_head, colour_head = torch.nn.Linear(dim, SHAPE_CLASSES), torch.nn.Linear(dim, COLOUR_CLASSES)
-    for head in (shape_head, colour_head):
-        torch.nn.init.normal_(head.weight, std=0.02, generator=gen)
-        torch.nn.init.zeros_(head.bias)
+    place_head = torch.nn.Linear(dim, 2) if place else None  # (none: the recipe's draws as before)
+    for head in (shape_head, colour_head, place_head):
+        if head is not None:
+            torch.nn.init.normal_(head.weight, std=0.02, generator=gen)
+            torch.nn.init.zeros_(head.bias)
     params = list(tower.parameters()) + list(shape_head.parameters()) + list(colour_head.parameters())
+    if place:
+        params += list(place_head.parameters())
+    grid = torch.arange(PATCHES * PATCHES)
+    where = torch.stack([grid % PATCHES, grid // PATCHES], 1).float() / (PATCHES - 1) * 2 - 1  # [729, 2] column, row
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     rng = np.random.default_rng([seed, 2020])
     tower.train()
@@ -76,6 +89,9 @@ def pretrain_vision(model, *, seed: int = 0, steps: int = 300, lr: float = 3e-3,
         region_shape = (ids // COLOUR_CLASSES) % SHAPE_CLASSES
         shape_logits = shape_head(sums / sizes[:, None])
         loss = loss + F.cross_entropy(shape_logits, region_shape)
+        if place:  # every patch's column and row, read linearly from its features
+            place_pred = place_head(hidden).view(-1, PATCHES * PATCHES, 2)
+            loss = loss + place * F.mse_loss(place_pred, where.expand_as(place_pred))
         _set_lr(opt, lr, step, warmup, steps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -84,14 +100,17 @@ def pretrain_vision(model, *, seed: int = 0, steps: int = 300, lr: float = 3e-3,
         with torch.no_grad():
             acc_s = float((shape_logits.argmax(-1) == region_shape).float().mean())
             acc_c = float((colour_logits.argmax(-1) == colour_f)[obj].float().mean())
+            record = {"place_err": float((place_pred - where).abs().mean()) * (PATCHES - 1) / 2} if place else {}
         curve.append({"stage": "A", "step": step + 1, "seconds": round(time.perf_counter() - t_start, 2),
                       "lr": opt.param_groups[0]["lr"], "type": "frame", "loss": float(loss.detach()),
-                      "shape_acc": acc_s, "colour_acc": acc_c})
+                      "shape_acc": acc_s, "colour_acc": acc_c, **record})
         if not quiet and ((step + 1) % log_every == 0 or step == 0):
             recent = curve[-log_every:]
             print(f"A step {step + 1} {curve[-1]['seconds']:.0f}s loss {np.mean([c['loss'] for c in recent]):.3f} "
                   f"shape per object {np.nanmean([c['shape_acc'] for c in recent]):.3f} "
-                  f"colour per object patch {np.nanmean([c['colour_acc'] for c in recent]):.3f}", file=sys.stderr, flush=True)
+                  f"colour per object patch {np.nanmean([c['colour_acc'] for c in recent]):.3f}"
+                  + (f" place error {np.mean([c['place_err'] for c in recent]):.2f} patches" if place else ""),
+                  file=sys.stderr, flush=True)
     tower.eval()
     return curve
 

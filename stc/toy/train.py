@@ -8,9 +8,11 @@ in two stages, and never on any compression method's output:
 
   A. The vision tower is pretrained alone on single frames (`pretrain_vision`): from each
      patch's features, linear heads name the kind of shape and the colour of the object drawn
-     there (or the background). The objective needs every object's identity, colour and place,
-     so the tower's features and attention are those of an encoder that knows the objects
-     before the LLM sees any question.
+     there (or the background), so the tower's features and attention are those of an encoder
+     that knows the objects before the LLM sees any question. The committed weights' objective
+     names identity and colour but not place (its features do not say where a patch is: a
+     linear probe reads a ball patch's column with R^2 0.04); ``--vision-place`` adds a head
+     that reads every patch's column and row (toy/attempts/README.md, tenth session).
   B. The tower is frozen (as LLaVA's recipe freezes it) and the features of a pool of training
      clips are computed once; the projector, the `image_newline` and the LLM learn to answer
      (`train_llm`) by teacher forcing on exactly the prompt `stc.eval` builds (the chat template
@@ -74,6 +76,7 @@ def train(
     seed: int = 0,
     vision_steps: int = 300,
     vision_lr: float = 3e-3,
+    vision_place: float = 0.0,
     phases=PHASES,
     pools=POOLS,
     arch: dict | None = None,
@@ -87,7 +90,8 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     model, processor = build_toy(seed, arch)
     t0 = time.perf_counter()
-    curve_a = pretrain_vision(model, seed=seed, steps=vision_steps, lr=vision_lr, quiet=quiet) if vision_steps else []
+    curve_a = pretrain_vision(model, seed=seed, steps=vision_steps, lr=vision_lr, place=vision_place,
+                              quiet=quiet) if vision_steps else []
     t1 = time.perf_counter()
     curve_b = train_llm(model, processor, seed=seed, phases=phases, pools=pools, quiet=quiet)
     t2 = time.perf_counter()
@@ -96,7 +100,7 @@ def train(
     _write_curve(curve, out)
     last_a = curve_a[-50:]
     meta = {
-        "seed": seed, "vision_steps": vision_steps, "vision_lr": vision_lr,
+        "seed": seed, "vision_steps": vision_steps, "vision_lr": vision_lr, "vision_place": vision_place,
         "phases": [asdict(p) for p in phases], "pools": {k: list(v) for k, v in pools.items()},
         "describe_share": DESCRIBE_SHARE, "frames": FRAMES, "arch": {**ARCH, **(arch or {})},
         "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -104,6 +108,7 @@ def train(
         "vision_patch_accuracy_last_50": {
             "shape": float(np.nanmean([c["shape_acc"] for c in last_a])) if last_a else None,
             "colour": float(np.nanmean([c["colour_acc"] for c in last_a])) if last_a else None,
+            "place_error_patches": float(np.mean([c["place_err"] for c in last_a])) if vision_place and last_a else None,
         },
         "final_loss_per_type": _loss_per_type(curve_b[-400:]),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -154,12 +159,14 @@ def save(model, processor, out: Path) -> None:
 
 def _write_curve(curve: list[dict], out: Path) -> None:
     fields = ["stage", "phase", "step", "seconds", "lr", "type", "frames", "grid", "loss", "shape_acc", "colour_acc"]
+    if any("place_err" in row for row in curve):  # (stage A's place term: its error in patches)
+        fields.append("place_err")
     with open(out / "loss.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         for row in curve:
             writer.writerow({**{k: "" for k in fields}, **row, "lr": f"{row['lr']:.3e}", "loss": f"{row['loss']:.4f}",
-                             **{k: f"{row[k]:.4f}" for k in ("shape_acc", "colour_acc") if k in row}})
+                             **{k: f"{row[k]:.4f}" for k in ("shape_acc", "colour_acc", "place_err") if k in row}})
     try:
         import matplotlib
 
@@ -251,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="weights and data order (default: 0)")
     parser.add_argument("--vision-steps", type=int, default=300, help="stage A steps (default: 300)")
     parser.add_argument("--vision-lr", type=float, default=3e-3)
+    parser.add_argument("--vision-place", type=float, default=0.0,
+                        help="weight of stage A's place term (every patch's column and row; default: 0, none)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every stage-B phase's steps by this (a quick look: 0.1; default: 1)")
     parser.add_argument("--eval", type=int, default=100,
@@ -260,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     phases = tuple(Phase(**{**asdict(p), "steps": max(1, round(p.steps * args.scale))}) for p in PHASES)
-    train(args.out, seed=args.seed, vision_steps=args.vision_steps, vision_lr=args.vision_lr, phases=phases,
+    train(args.out, seed=args.seed, vision_steps=args.vision_steps, vision_lr=args.vision_lr,
+          vision_place=args.vision_place, phases=phases,
           eval_seeds=TEST_SEEDS[: args.eval])
     print((args.out / "train.json").read_text())
     return 0
