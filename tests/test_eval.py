@@ -326,6 +326,41 @@ def test_summary_reports_accuracy_per_question_type():
     assert "(%) |" not in markdown_table(summarize([{**r, "type": None} for r in records])).splitlines()[0].split("s / answer")[1]
 
 
+def test_paired_difference_compares_on_the_items_both_answered(tmp_path, capsys):
+    from stc.eval import paired_difference
+    from stc.eval.paired import main as paired_main
+
+    def rec(item, method, retention, correct, error=None):
+        return {"item": str(item), "method": method, "retention": retention, "correct": correct, "error": error}
+
+    # stc right on 30 of 40 items, holitom on 10 of them; item 40 is an error for holitom (left out)
+    records = [rec(i, "none", 1.0, True) for i in range(41)]
+    records += [rec(i, "stc", 0.02, i < 30) for i in range(41)]
+    records += [rec(i, "holitom", 0.02, i < 10, error="ValueError" if i == 40 else None) for i in range(41)]
+    records += [rec(i, "fastv", 0.02, i < 30) for i in range(41)]
+    p = paired_difference(records, "stc", "holitom", 0.02)
+    assert p["items"] == 40 and p["difference"] == pytest.approx(50.0)
+    assert 30 < p["low"] < 50 < p["high"] < 70
+    assert paired_difference(records, "stc", "holitom", 0.02) == p  # a bootstrap with a fixed seed
+    q = paired_difference(records, "holitom", "stc", 0.02)
+    assert q["difference"] == pytest.approx(-50.0) and q["low"] == pytest.approx(-p["high"], abs=5)
+    same = paired_difference(records, "stc", "fastv", 0.02)  # the same answers: exactly 0, no spread
+    assert same["difference"] == same["low"] == same["high"] == 0
+    assert paired_difference(records, "stc", "none", 0.02)["difference"] == pytest.approx(-100 * 11 / 41)
+    assert paired_difference(records, "stc", "holitom", 0.1) is None  # no shared cell
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert paired_main([str(out)]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0] == "| stc minus | 2% |"
+    assert any(line.startswith("| holitom | +50.0 (") for line in table.splitlines())
+    with pytest.raises(SystemExit):
+        paired_main([str(out), "--method", "visionzip"])
+    assert "no record of method 'visionzip'" in capsys.readouterr().err
+
+
 # -- the command line ------------------------------------------------------------------------------
 def test_cli_limit_resume_and_settings_guard(manifest, tmp_path, capsys):
     out = tmp_path / "cli"

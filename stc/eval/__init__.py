@@ -19,12 +19,13 @@ A manifest line (see `load_manifest` for every accepted form):
 
 One module per job: `manifest` (the questions), `prompts` (lmms-eval's formats), `parsing` (the
 letter an answer picks), `cells` (the grid: methods x retentions), `records` (the durable log), `runner`
-(the run), `summary` (the tables), `cli` (the command line; `__main__` runs it).
+(the run), `summary` (the tables), `paired` (one method against another, question by question), `cli` (the command line; `__main__` runs it).
 """
 
 from .cli import DEFAULT_MODEL, main
 from .cells import BASELINE, DEFAULT_RETENTIONS, Cell, grid
 from .manifest import Item, ManifestError, load_manifest
+from .paired import paired_difference, paired_table
 from .parsing import parse_answer
 from .prompts import PROMPT_STYLES, build_prompt
 from .records import EvalError, RecordLog, RunSettings, record_key

@@ -8,11 +8,12 @@ in two stages, and never on any compression method's output:
 
   A. The vision tower is pretrained alone on single frames (`pretrain_vision`): from each
      patch's features, linear heads name the kind of shape and the colour of the object drawn
-     there (or the background), so the tower's features and attention are those of an encoder
-     that knows the objects before the LLM sees any question. The committed weights' objective
-     names identity and colour but not place (its features do not say where a patch is: a
-     linear probe reads a ball patch's column with R^2 0.04); ``--vision-place`` adds a head
-     that reads every patch's column and row (toy/attempts/README.md, tenth session).
+     there (or the background), and a third reads every patch's column and row on the grid
+     (``vision_place``, the weight of that term; default 1), so the tower's features say what,
+     which colour and where, as an encoder's that knows the objects before the LLM sees any
+     question. Without the place term (``--vision-place 0``, the weights before 2026-12-07) a
+     linear probe reads a ball patch's column with R^2 0.04, with it 0.76
+     (toy/attempts/README.md, tenth session).
   B. The tower is frozen (as LLaVA's recipe freezes it) and the features of a pool of training
      clips are computed once; the projector, the `image_newline` and the LLM learn to answer
      (`train_llm`) by teacher forcing on exactly the prompt `stc.eval` builds (the chat template
@@ -76,7 +77,7 @@ def train(
     seed: int = 0,
     vision_steps: int = 300,
     vision_lr: float = 3e-3,
-    vision_place: float = 0.0,
+    vision_place: float = 1.0,
     phases=PHASES,
     pools=POOLS,
     arch: dict | None = None,
@@ -258,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="weights and data order (default: 0)")
     parser.add_argument("--vision-steps", type=int, default=300, help="stage A steps (default: 300)")
     parser.add_argument("--vision-lr", type=float, default=3e-3)
-    parser.add_argument("--vision-place", type=float, default=0.0,
-                        help="weight of stage A's place term (every patch's column and row; default: 0, none)")
+    parser.add_argument("--vision-place", type=float, default=1.0,
+                        help="weight of stage A's place term (every patch's column and row; default: 1; 0: none)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every stage-B phase's steps by this (a quick look: 0.1; default: 1)")
     parser.add_argument("--eval", type=int, default=100,
