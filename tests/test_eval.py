@@ -327,8 +327,7 @@ def test_summary_reports_accuracy_per_question_type():
 
 
 def test_paired_difference_compares_on_the_items_both_answered(tmp_path, capsys):
-    from stc.eval import paired_difference
-    from stc.eval.paired import main as paired_main
+    from stc.eval.paired import main as paired_main, paired_difference
 
     def rec(item, method, retention, correct, error=None):
         return {"item": str(item), "method": method, "retention": retention, "correct": correct, "error": error}

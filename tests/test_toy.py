@@ -346,3 +346,21 @@ def test_the_synthetic_examples_are_the_generator_s_clips_and_the_demo_s_toy_ans
                                   [stc.STCConfig(retention=0.1)], num_frames=FRAMES)
     assert parse_answer(result.baseline.text, sample.options) == sample.answer
     assert result.compressed.stats.visual_tokens_stage1 == round(0.1 * FRAMES * 196)
+
+
+def test_the_demo_s_synthetic_examples_show_a_case_stc_keeps_and_one_it_loses():
+    """What the README says of the offline demo: on the flash example at 2% stc answers right
+    (as the baseline); on the motion example at 10% it answers wrong where the baseline is right."""
+    from stc import demo as logic
+    from stc.eval import build_prompt, parse_answer
+
+    root = Path(__file__).resolve().parents[1]
+    llm = logic.load_model(logic.TOY_LLAVA)
+    for kind, retention, stc_right in (("flash", 0.02, True), ("motion", 0.1, False)):
+        sample = make_sample(DEMO_SEEDS[kind])
+        result = logic.run_comparison(llm, root / "examples" / f"toy_{kind}.mp4",
+                                      build_prompt(sample.question, sample.options, "videomme"),
+                                      [stc.STCConfig(retention=retention)], num_frames=FRAMES)
+        assert parse_answer(result.baseline.text, sample.options) == sample.answer, kind
+        got = parse_answer(result.compressed.text, sample.options)
+        assert (got == sample.answer) is stc_right, (kind, result.compressed.text)

@@ -25,7 +25,6 @@ letter an answer picks), `cells` (the grid: methods x retentions), `records` (th
 from .cli import DEFAULT_MODEL, main
 from .cells import BASELINE, DEFAULT_RETENTIONS, Cell, grid
 from .manifest import Item, ManifestError, load_manifest
-from .paired import paired_difference, paired_table
 from .parsing import parse_answer
 from .prompts import PROMPT_STYLES, build_prompt
 from .records import EvalError, RecordLog, RunSettings, record_key
