@@ -23,19 +23,16 @@ from .cells import BASELINE, pct, rkey
 from .records import RecordLog
 
 
-def paired_difference(records: Iterable[dict], method: str, other: str, retention: float, *,
-                      resamples: int = 10_000, seed: int = 0) -> dict | None:
-    """Accuracy of ``method`` minus ``other`` at ``retention`` (the baseline at any retention) on
-    the items both answered without error, in points: {"difference", "low", "high", "items"};
-    None when no item is shared. The interval: percentiles 2.5 and 97.5 of ``resamples``
-    bootstrap means over those items (a fixed ``seed``: the same records give the same interval)."""
-    def cell(name: str) -> dict:
-        key = 1.0 if name == BASELINE else rkey(retention)
-        return {r["item"]: bool(r["correct"]) for r in records
-                if r["method"] == name and rkey(r["retention"]) == key and r.get("error") is None}
+def _cells(records: Iterable[dict]) -> dict[tuple[str, float], dict[str, bool]]:
+    """{(method, retention): {item: correct}} of the records answered without error, read once."""
+    cells: dict[tuple[str, float], dict[str, bool]] = {}
+    for r in records:
+        if r.get("error") is None:
+            cells.setdefault((r["method"], rkey(r["retention"])), {})[r["item"]] = bool(r["correct"])
+    return cells
 
-    records = list(records)
-    a, b = cell(method), cell(other)
+
+def _difference(a: dict[str, bool], b: dict[str, bool], resamples: int, seed: int) -> dict | None:
     items = sorted(set(a) & set(b))
     if not items:
         return None
@@ -47,21 +44,35 @@ def paired_difference(records: Iterable[dict], method: str, other: str, retentio
             "items": len(items)}
 
 
+def _cell(cells: dict, method: str, retention: float) -> dict[str, bool]:
+    return cells.get((method, 1.0 if method == BASELINE else rkey(retention)), {})
+
+
+def paired_difference(records: Iterable[dict], method: str, other: str, retention: float, *,
+                      resamples: int = 10_000, seed: int = 0) -> dict | None:
+    """Accuracy of ``method`` minus ``other`` at ``retention`` (the baseline at any retention) on
+    the items both answered without error, in points: {"difference", "low", "high", "items"};
+    None when no item is shared. The interval: percentiles 2.5 and 97.5 of ``resamples``
+    bootstrap means over those items (a fixed ``seed``: the same records give the same interval)."""
+    cells = _cells(records)
+    return _difference(_cell(cells, method, retention), _cell(cells, other, retention), resamples, seed)
+
+
 def paired_table(records: list[dict], method: str = "stc") -> str:
     """Markdown: ``method`` minus every other method of the records (rows) at each retention
     (columns), "+6.6 (+2.4 to +10.8)"; "-" where the two share no item."""
-    retentions = sorted({rkey(r["retention"]) for r in records if r["method"] == method}, reverse=True)
+    cells = _cells(records)
+    retentions = sorted({r for m, r in cells if m == method}, reverse=True)
     order = {m: i for i, m in enumerate(list_methods())}
-    others = sorted({r["method"] for r in records if r["method"] not in (method, BASELINE)},
-                    key=lambda m: (order.get(m, len(order)), m))
+    others = sorted({m for m, _ in cells if m not in (method, BASELINE)}, key=lambda m: (order.get(m, len(order)), m))
     lines = [f"| {method} minus | " + " | ".join(pct(r) for r in retentions) + " |",
              "|---|" + "---|" * len(retentions)]
     for other in others:
-        cells = []
+        row = []
         for retention in retentions:
-            p = paired_difference(records, method, other, retention)
-            cells.append("-" if p is None else f"{p['difference']:+.1f} ({p['low']:+.1f} to {p['high']:+.1f})")
-        lines.append(f"| {other} | " + " | ".join(cells) + " |")
+            p = _difference(_cell(cells, method, retention), _cell(cells, other, retention), 10_000, 0)
+            row.append("-" if p is None else f"{p['difference']:+.1f} ({p['low']:+.1f} to {p['high']:+.1f})")
+        lines.append(f"| {other} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 

@@ -36,9 +36,10 @@ def pretrain_vision(model, *, seed: int = 0, steps: int = 300, lr: float = 3e-3,
     ``place`` > 0 adds where: a linear head reads every patch's column and row (scaled to
     [-1, 1]) from its features, its mean squared error weighted by ``place``, and the curve gets
     ``place_err`` (mean absolute error, in patches). Without it the tower's features do not
-    say where a patch is: a least-squares probe of the committed tower reads a ball patch's
-    column with R^2 0.04 (toy/attempts/place_probe.py), so the LLM can only find a place from
-    its token's position in the sequence (toy/attempts/README.md, ninth session).
+    say where a patch is: a least-squares probe of a tower trained without it (the weights before
+    2026-12-07) reads a ball patch's column with R^2 0.04, with it (place 1, the recipe's default:
+    `stc.toy.train.train(vision_place=...)`) 0.76 (toy/attempts/place_probe.py); without it the
+    LLM can only find a place from its token's position in the sequence (toy/attempts/README.md).
 
     Each step reads ``frames_per_step`` frames: two random frames from each of
     ``frames_per_step // 2`` training clips of 4 frames (every type, so flashes, balls and
