@@ -7,6 +7,7 @@ PATH): without one it skips, and under CI=true it fails. Its venv is cached outs
 (${STC_SPACE_CACHE:-~/.cache/stc}); the first build downloads and installs several GB.
 """
 
+import fnmatch
 import os
 import subprocess
 import sys
@@ -42,8 +43,11 @@ def test_front_matter_agrees_with_requirements_pyproject_and_license():
 def test_space_yml_publishes_what_the_app_needs():
     patterns = sf.published_patterns(ROOT)
     meta = sf.front_matter((ROOT / "README.md").read_text())
-    for needed in (meta["app_file"], "README.md", "requirements.txt", "LICENSE", "stc/**", "examples/**"):
+    for needed in (meta["app_file"], "README.md", "requirements.txt", "LICENSE", "stc/**", "examples/**",
+                   "toy/llava-onevision/**"):  # the toy: the app's model when the hub is out of reach
         assert needed in patterns
+    # toy/attempts (scripts and weights not adopted, MBs of them) is not the app's
+    assert not any(fnmatch.fnmatch("toy/attempts/count-stutter/model.safetensors", p) for p in patterns)
 
 
 def test_front_matter_parser():

@@ -16,7 +16,7 @@ from stc.eval import build_prompt, load_manifest, parse_answer
 from stc.toy.data import (COLOURS, DEMO_SEEDS, DIRECTIONS, FRAMES, LETTERS, MIN_FRAMES, OPTIONS, SHAPES, TEST_SEEDS,
                           TRAIN_SEEDS, TYPES, VALIDATION_SEEDS, make_sample, write_manifest)
 from stc.toy.model import Prompts
-from stc.toy.stages import POOLS, _batch, describe, pool_rng, visual_tokens
+from stc.toy.stages import POOLS, _batch, describe, pool_rng, stuttered_clip, visual_tokens
 from stc.toy.train import (CHECK_ITEMS, Phase, build_toy, encode_pool, evaluate, patch_labels, pixel_values,
                            pretrain_vision, shorter_clip, train, train_llm)
 from stc.video import load_video
@@ -157,6 +157,29 @@ def test_a_shorter_clip_keeps_its_answer_true():
                 assert answer == s.answer and all(kept & set(e) for e in s.events)
     assert 1 in seen["colour"]  # a single image
     assert all(len(v) >= 5 for v in seen.values())  # lengths vary
+
+
+def test_a_stuttered_count_clip_is_a_whole_clip_with_fewer_flashes():
+    rng = np.random.default_rng(0)
+    square = 1 + SHAPES.index("square")
+    kept_counts = set()
+    for seed in range(203, 243, 5):  # count clips
+        s = make_sample(seed)
+        assert s.kind == "count"
+        flashes = {f for e in s.events for f in e}
+        for _ in range(8):
+            frames, answer = stuttered_clip(s, rng)
+            assert len(frames) == FRAMES
+            for i, f in enumerate(frames):  # a frame is itself, or a copy of one without a flash
+                assert f == i or (i in flashes and f not in flashes)
+            # what the stuttered clip shows: the red square in exactly `answer` frames
+            red = ((s.labels[frames][..., 0] == square) & (s.labels[frames][..., 1] == RED)).any(axis=(1, 2))
+            assert LETTERS.index(answer) + 1 == int(red.sum()) <= len(s.events)
+            kept_counts.add((len(s.events), LETTERS.index(answer) + 1))
+    for n in {n for n, _ in kept_counts}:  # 1 to n of n flashes kept
+        assert {k for m, k in kept_counts if m == n} == set(range(1, n + 1)), n
+    every = make_sample(243, frames=4)  # four flashes in four frames: no frame to copy
+    assert len(every.events) == 4 and stuttered_clip(every, rng) is None
 
 
 # -- training ------------------------------------------------------------------------------------

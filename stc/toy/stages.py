@@ -20,7 +20,7 @@ from .model import (COLOUR_CLASSES, DESCRIBE, PATCHES, SHAPE_CLASSES, SHORT_FRAM
                     vision_features)
 
 __all__ = ["DESCRIBE", "PHASES", "POOLS", "Phase", "describe", "encode_pool", "pool_rng", "pretrain_vision",
-           "shorter_clip", "standardize_projector", "train_llm", "visual_tokens"]
+           "shorter_clip", "standardize_projector", "stuttered_clip", "train_llm", "visual_tokens"]
 
 
 # -- stage A: the vision tower -------------------------------------------------------------------
@@ -149,6 +149,31 @@ def shorter_clip(sample, rng: np.random.Generator) -> tuple[list[int], str]:
     extra = max(0, k - len(chosen))
     chosen |= {int(f) for f in rng.choice(rest, size=min(extra, len(rest)), replace=False)}
     return sorted(chosen), answer
+
+
+def stuttered_clip(sample, rng: np.random.Generator) -> tuple[list[int], str] | None:
+    """(frames, answer): the whole count clip ``sample`` (all T frames) with 0 to n - 1 of its n
+    flashes taken out, each flash frame replaced by a copy of the last frame before it that holds
+    no flash (else the first after it): a clip that stutters where a flash was, as
+    real video repeats frames, with the same length and background and another true count
+    (1 to n kept, uniformly). So the full-length clip no longer always has the same answer, and
+    its count cannot be recalled from what the clip looks like (the ``count_stutter`` option of
+    `train_llm`). None when the clip has no frame without a flash to copy."""
+    total = len(sample.frames)
+    events = list(sample.events)
+    flashes = {f for event in events for f in event}
+    still = [f for f in range(total) if f not in flashes]
+    if not still:
+        return None
+    kept = int(rng.integers(1, len(events) + 1))
+    order = rng.permutation(len(events))
+    dropped = {f for i in order[kept:] for f in events[i]}
+
+    def copy_of(f: int) -> int:
+        before = [g for g in still if g < f]
+        return before[-1] if before else min(g for g in still if g > f)
+
+    return [copy_of(f) if f in dropped else f for f in range(total)], LETTERS[kept - 1]
 
 
 NUMBERS = ("one", "two", "three", "four")
@@ -342,20 +367,24 @@ def _batch(model, prompts: Prompts, examples: list[tuple]) -> tuple[torch.Tensor
 
 
 def train_llm(model, processor, *, seed: int = 0, phases=PHASES, pools=POOLS, describe_share: float = DESCRIBE_SHARE,
-              log_every: int = 20, quiet: bool = False) -> list[dict]:
+              count_stutter: float = 0.0, log_every: int = 20, quiet: bool = False) -> list[dict]:
     """Stage B: the projector, `image_newline` and LLM learn to answer on the frozen tower's
     features, in ``phases`` (`Phase`), batched. Each pool of ``pools`` ({name: (clips, frames,
     top object scale)}) is encoded through the frozen tower once, when a phase first needs it.
     An example is the clip's caption (`describe`, prompt `DESCRIBE`) with probability
     ``describe_share``, else its question answered with the right option's text and
-    <|im_end|> (what `stc.eval`'s parser reads as that option). Returns the curve: one record
-    per example (stage "B", phase, step, seconds, lr, type, frames, grid, loss)."""
+    <|im_end|> (what `stc.eval`'s parser reads as that option). A whole count clip is, with
+    probability ``count_stutter``, a `stuttered_clip` of itself instead, drawn from a generator
+    of its own: every example's clip, length, grid and task are the ones drawn without it.
+    Returns the curve: one record per example (stage "B", phase, step, seconds, lr, type,
+    frames, grid, loss)."""
     tower = model.model.vision_tower
     for p in tower.parameters():
         p.requires_grad_(False)
     tower.eval()
     prompts = Prompts(model, processor)
     rng = np.random.default_rng([seed, 1515])
+    stutter_rng = np.random.default_rng([seed, 1616])  # its own draws: every other example is as without it
     encoded: dict[str, list] = {}
     curve: list[dict] = []
     t_start = time.perf_counter()
@@ -379,6 +408,8 @@ def train_llm(model, processor, *, seed: int = 0, phases=PHASES, pools=POOLS, de
                 sample, feats = pool[int(rng.integers(len(pool)))]
                 if rng.random() < 0.5:
                     frames, answer = list(range(len(sample.frames))), sample.answer
+                    if count_stutter and sample.kind == "count" and stutter_rng.random() < count_stutter:
+                        frames, answer = stuttered_clip(sample, stutter_rng) or (frames, answer)
                 else:
                     frames, answer = shorter_clip(sample, rng)
                 grid = phase.grid(len(frames), rng)

@@ -29,7 +29,11 @@ in two stages, and never on any compression method's output:
      frames its answer needs (the flash, a frame of each ordered shape) or, for count, says how
      many flashes it kept, so every answer stays true; and 30% of them are the clip's caption
      ("Describe the video.") instead of its question, as LLaVA learns to describe before it
-     learns to answer.
+     learns to answer. ``--count-stutter P`` (default 0) gives a whole count clip, with
+     probability P, as a copy that stutters where 0 to n - 1 of its flashes were
+     (`stages.stuttered_clip`), so that a full-length clip's count must be counted, not
+     recalled from the scene; P = 0.5 won the validation rule (toy/attempts/README.md, twelfth
+     session) and is the default once its weights replace these.
 
 Training clips come from `stc.toy.data` with seeds drawn from `TRAIN_SEEDS` by the run's seed,
 rendered straight to pixels (no mp4: the evaluation goes through mp4 and `load_video`, whose
@@ -78,6 +82,7 @@ def train(
     vision_steps: int = 300,
     vision_lr: float = 3e-3,
     vision_place: float = 1.0,
+    count_stutter: float = 0.0,
     phases=PHASES,
     pools=POOLS,
     arch: dict | None = None,
@@ -94,7 +99,8 @@ def train(
     curve_a = pretrain_vision(model, seed=seed, steps=vision_steps, lr=vision_lr, place=vision_place,
                               quiet=quiet) if vision_steps else []
     t1 = time.perf_counter()
-    curve_b = train_llm(model, processor, seed=seed, phases=phases, pools=pools, quiet=quiet)
+    curve_b = train_llm(model, processor, seed=seed, phases=phases, pools=pools, count_stutter=count_stutter,
+                        quiet=quiet)
     t2 = time.perf_counter()
     save(model, processor, out)
     curve = curve_a + curve_b
@@ -102,7 +108,7 @@ def train(
     last_a = curve_a[-50:]
     meta = {
         "seed": seed, "vision_steps": vision_steps, "vision_lr": vision_lr, "vision_place": vision_place,
-        "phases": [asdict(p) for p in phases], "pools": {k: list(v) for k, v in pools.items()},
+        "count_stutter": count_stutter, "phases": [asdict(p) for p in phases], "pools": {k: list(v) for k, v in pools.items()},
         "describe_share": DESCRIBE_SHARE, "frames": FRAMES, "arch": {**ARCH, **(arch or {})},
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "seconds": {"vision": round(t1 - t0, 1), "llm": round(t2 - t1, 1), "total": round(t2 - t0, 1)},
@@ -261,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vision-lr", type=float, default=3e-3)
     parser.add_argument("--vision-place", type=float, default=1.0,
                         help="weight of stage A's place term (every patch's column and row; default: 1; 0: none)")
+    parser.add_argument("--count-stutter", type=float, default=0.0,
+                        help="share of stage B's whole count clips given as a stuttered copy with fewer flashes "
+                             "(stc.toy.stages.stuttered_clip; default: 0, none)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every stage-B phase's steps by this (a quick look: 0.1; default: 1)")
     parser.add_argument("--eval", type=int, default=100,
@@ -271,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     phases = tuple(Phase(**{**asdict(p), "steps": max(1, round(p.steps * args.scale))}) for p in PHASES)
     train(args.out, seed=args.seed, vision_steps=args.vision_steps, vision_lr=args.vision_lr,
-          vision_place=args.vision_place, phases=phases,
+          vision_place=args.vision_place, count_stutter=args.count_stutter, phases=phases,
           eval_seeds=TEST_SEEDS[: args.eval])
     print((args.out / "train.json").read_text())
     return 0
