@@ -26,6 +26,16 @@ TOKEN_PIXELS = (384 / 14) ** 2
 START = 4_000_000
 
 
+def count_seeds(n: int) -> list[int]:
+    """The first ``n`` count clips of the diagnostic range (count_probe.py uses the same)."""
+    return [START + TYPES.index("count") + len(TYPES) * i for i in range(n)]
+
+
+def red_area(sample) -> float:
+    """The red square's visible area over the clip, in pooled (14 x 14 a frame) tokens."""
+    return float(((sample.labels[..., 0] == SQUARE) & (sample.labels[..., 1] == RED)).sum()) / TOKEN_PIXELS
+
+
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
     return float(np.corrcoef(rx, ry)[0, 1])
@@ -36,16 +46,14 @@ def main() -> None:
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 200
     frames = int(sys.argv[3]) if len(sys.argv) > 3 else FRAMES
     torch.set_num_threads(2)
-    count = TYPES.index("count")
-    seeds = [START + count + len(TYPES) * i for i in range(n)]
+    seeds = count_seeds(n)
     answers = evaluate(checkpoint, seeds, frames=frames)["answers"]
     rows = []
     for s in seeds:
         sample = make_sample(s, frames)
         truth = LETTERS.index(sample.answer) + 1
         got = answers[f"toy-{s}"]
-        red = (sample.labels[..., 0] == SQUARE) & (sample.labels[..., 1] == RED)
-        area = float(red.sum()) / TOKEN_PIXELS
+        area = red_area(sample)
         # the still square of another colour that half the clips hold (in every frame)
         coloured = (sample.labels[..., 0] == SQUARE) & (sample.labels[..., 1] > RED)  # clutter is grey
         other = bool(coloured.any(axis=(1, 2)).mean() > 0.5)

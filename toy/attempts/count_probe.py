@@ -21,12 +21,11 @@ import torch
 
 from stc.eval import build_prompt, load_manifest, parse_answer
 from stc.models import load
-from stc.toy.data import COLOURS, FRAMES, LETTERS, SHAPES, TYPES, make_sample, write_manifest
+from stc.toy.data import FRAMES, LETTERS, make_sample, write_manifest
 
-RED = 2 + list(COLOURS).index("red")
-SQUARE = 1 + SHAPES.index("square")
-TOKEN_PIXELS = (384 / 14) ** 2
-START = 4_000_000
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from count_mass import count_seeds, red_area  # noqa: E402  (the same clips, the same area)
+
 
 
 def _probe(x: torch.Tensor, y: torch.Tensor, fit: int) -> float:
@@ -53,7 +52,7 @@ def main() -> None:
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 400
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    seeds = [START + TYPES.index("count") + len(TYPES) * i for i in range(n)]
+    seeds = count_seeds(n)
     llm = load(checkpoint, device="cpu", dtype="float32")
     layers = llm.model.model.language_model.layers
     kept: dict[int, torch.Tensor] = {}
@@ -77,8 +76,7 @@ def main() -> None:
             truth.append(LETTERS.index(item.answer))
             got = parse_answer(text, item.options)
             answered.append(-1 if got is None else LETTERS.index(got))
-            labels = make_sample(seed).labels
-            area.append(float(((labels[..., 0] == SQUARE) & (labels[..., 1] == RED)).sum()) / TOKEN_PIXELS)
+            area.append(red_area(make_sample(seed)))
     for h in handles:
         h.remove()
     x = torch.stack(states)  # [n, layers, d]
