@@ -360,6 +360,43 @@ def test_paired_difference_compares_on_the_items_both_answered(tmp_path, capsys)
     assert "no record of method 'visionzip'" in capsys.readouterr().err
 
 
+def test_agreement_table_marks_what_holds_on_every_checkpoint(tmp_path, capsys):
+    from stc.eval.paired import agreement_table, main as paired_main
+
+    def run(stc_right: int, holitom_right: int, fastv_right: int) -> list[dict]:
+        """60 items at 2%: each method right on its first N."""
+        rows = [{"item": str(i), "method": "none", "retention": 1.0, "correct": True, "error": None} for i in range(60)]
+        for method, right in (("stc", stc_right), ("holitom", holitom_right), ("fastv", fastv_right)):
+            rows += [{"item": str(i), "method": method, "retention": 0.02, "correct": i < right, "error": None}
+                     for i in range(60)]
+        return rows
+
+    # checkpoint 1: stc 50 vs holitom 20 (+50 points), vs fastv 50 (level); checkpoint 2: stc 40
+    # vs holitom 15 (+41.7), vs fastv 55 (-25): holitom's gap holds on both, fastv's does not;
+    # a third run level with both everywhere
+    one, two, three = run(50, 20, 50), run(40, 15, 55), run(30, 30, 30)
+    lines = agreement_table([one, two], "stc").splitlines()
+    assert lines[0] == "| stc minus | 2% |"
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1].rstrip(" |") for line in lines[2:]}
+    assert rows["holitom"] == "**+50.0 / +41.7**"
+    assert rows["fastv"] == "+0.0 / -25.0"  # level on one, behind on the other: plain
+    both_level = agreement_table([run(30, 30, 30), three], "stc")
+    assert "| holitom | +0.0 / +0.0 = |" in both_level
+    # a checkpoint without that method's cell: "-"
+    assert "| holitom | - |" in agreement_table([one, [r for r in two if r["method"] != "holitom"]], "stc")
+
+    folders = []
+    for name, records in (("a", one), ("b", two)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        folders.append(str(tmp_path / name))
+    assert paired_main([folders[0], "--also", folders[1]]) == 0
+    assert "| holitom | **+50.0 / +41.7** |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        paired_main([folders[0], "--also", str(tmp_path / "missing")])
+    assert "does not exist" in capsys.readouterr().err
+
+
 # -- the command line ------------------------------------------------------------------------------
 def test_cli_limit_resume_and_settings_guard(manifest, tmp_path, capsys):
     out = tmp_path / "cli"

@@ -47,7 +47,7 @@ def test_space_yml_publishes_what_the_app_needs():
                    "toy/llava-onevision/**"):  # the toy: the app's model when the hub is out of reach
         assert needed in patterns
     # toy/attempts (scripts and weights not adopted, MBs of them) is not the app's
-    assert not any(fnmatch.fnmatch("toy/attempts/count-stutter/model.safetensors", p) for p in patterns)
+    assert not any(fnmatch.fnmatch("toy/attempts/validate.py", p) for p in patterns)
 
 
 def test_front_matter_parser():

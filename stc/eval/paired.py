@@ -7,6 +7,14 @@ that excludes 0 says the two differ on these questions; two Wilson intervals tha
 say they are level.
 
     python -m stc.eval.paired runs/toy-eval-a runs/toy-eval-b --method stc
+
+A difference measured on one checkpoint (one trained model, one seed) may not hold on another of
+the same recipe. ``--also OUT [OUT ...]`` (repeatable) adds the records of another checkpoint,
+asked the same questions: each cell then gives the difference on every checkpoint, "a / b", in
+bold where every checkpoint's interval excludes 0 on the same side (a difference that holds on
+all of them), with "=" where each interval holds 0 (level on all of them).
+
+    python -m stc.eval.paired runs/toy-eval-a runs/toy-eval-b --also runs/old/toy-eval-a runs/old/toy-eval-b
 """
 
 from __future__ import annotations
@@ -63,8 +71,7 @@ def paired_table(records: list[dict], method: str = "stc") -> str:
     (columns), "+6.6 (+2.4 to +10.8)"; "-" where the two share no item."""
     cells = _cells(records)
     retentions = sorted({r for m, r in cells if m == method}, reverse=True)
-    order = {m: i for i, m in enumerate(list_methods())}
-    others = sorted({m for m, _ in cells if m not in (method, BASELINE)}, key=lambda m: (order.get(m, len(order)), m))
+    others = _others(cells, method)
     lines = [f"| {method} minus | " + " | ".join(pct(r) for r in retentions) + " |",
              "|---|" + "---|" * len(retentions)]
     for other in others:
@@ -76,21 +83,61 @@ def paired_table(records: list[dict], method: str = "stc") -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stc.eval.paired", description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", nargs="+", type=Path, help="stc.eval output folders (their records.jsonl are merged)")
-    parser.add_argument("--method", default="stc", help="the method compared with every other (default: stc)")
-    args = parser.parse_args(argv)
+def _others(cells: dict, method: str) -> list[str]:
+    order = {m: i for i, m in enumerate(list_methods())}
+    return sorted({m for m, _ in cells if m not in (method, BASELINE)}, key=lambda m: (order.get(m, len(order)), m))
+
+
+def agreement_table(runs: list[list[dict]], method: str = "stc") -> str:
+    """Markdown: ``method`` minus every other method on each of ``runs`` (one list of records per
+    checkpoint, asked the same questions), rows x retentions, "+7.8 / +8.8" per cell: bold where
+    every run's 95% interval excludes 0 on the same side (holds on all), suffixed " =" where every
+    run's interval holds 0 (level on all), plain where the runs disagree; "-" where a run shares
+    no item. Rows and retentions are those of the first run."""
+    cells = [_cells(records) for records in runs]
+    retentions = sorted({r for m, r in cells[0] if m == method}, reverse=True)
+    lines = [f"| {method} minus | " + " | ".join(pct(r) for r in retentions) + " |",
+             "|---|" + "---|" * len(retentions)]
+    for other in _others(cells[0], method):
+        row = []
+        for retention in retentions:
+            ps = [_difference(_cell(c, method, retention), _cell(c, other, retention), 10_000, 0) for c in cells]
+            if any(p is None for p in ps):
+                row.append("-")
+                continue
+            text = " / ".join(f"{p['difference']:+.1f}" for p in ps)
+            if all(p["low"] > 0 for p in ps) or all(p["high"] < 0 for p in ps):
+                text = f"**{text}**"
+            elif all(p["low"] <= 0 <= p["high"] for p in ps):
+                text += " ="
+            row.append(text)
+        lines.append(f"| {other} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def _read(parser, folders: list[Path]) -> list[dict]:
     records: dict = {}
-    for folder in args.out:
+    for folder in folders:
         path = folder / "records.jsonl"
         if not path.is_file():
             parser.error(f"{path} does not exist (an stc.eval --out folder holds one)")
         records.update(RecordLog(path).records)
-    records = list(records.values())
-    if not any(r["method"] == args.method for r in records):
-        parser.error(f"no record of method {args.method!r} in {', '.join(map(str, args.out))}")
-    print(paired_table(records, args.method))
+    return list(records.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stc.eval.paired", description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", nargs="+", type=Path, help="stc.eval output folders (their records.jsonl are merged)")
+    parser.add_argument("--method", default="stc", help="the method compared with every other (default: stc)")
+    parser.add_argument("--also", nargs="+", type=Path, action="append", default=[], metavar="OUT",
+                        help="another checkpoint's output folders, asked the same questions (repeatable): "
+                             "one table of the differences on every checkpoint")
+    args = parser.parse_args(argv)
+    runs = [_read(parser, args.out)] + [_read(parser, folders) for folders in args.also]
+    for records, folders in zip(runs, [args.out] + args.also):
+        if not any(r["method"] == args.method for r in records):
+            parser.error(f"no record of method {args.method!r} in {', '.join(map(str, folders))}")
+    print(paired_table(runs[0], args.method) if len(runs) == 1 else agreement_table(runs, args.method))
     return 0
 
 

@@ -29,11 +29,11 @@ in two stages, and never on any compression method's output:
      frames its answer needs (the flash, a frame of each ordered shape) or, for count, says how
      many flashes it kept, so every answer stays true; and 30% of them are the clip's caption
      ("Describe the video.") instead of its question, as LLaVA learns to describe before it
-     learns to answer. ``--count-stutter P`` (default 0) gives a whole count clip, with
-     probability P, as a copy that stutters where 0 to n - 1 of its flashes were
-     (`stages.stuttered_clip`), so that a full-length clip's count must be counted, not
-     recalled from the scene; P = 0.5 won the validation rule (toy/attempts/README.md, twelfth
-     session) and is the default once its weights replace these.
+     learns to answer. ``--count-stutter P`` (default 0.5; 0 is the previous recipe) gives a
+     whole count clip, with probability P, as a copy that stutters where 0 to n - 1 of its
+     flashes were (`stages.stuttered_clip`), so that a full-length clip's count must be
+     counted, not recalled from the scene; P = 0.5 won the validation rule
+     (toy/attempts/README.md, twelfth and thirteenth sessions).
 
 Training clips come from `stc.toy.data` with seeds drawn from `TRAIN_SEEDS` by the run's seed,
 rendered straight to pixels (no mp4: the evaluation goes through mp4 and `load_video`, whose
@@ -82,7 +82,7 @@ def train(
     vision_steps: int = 300,
     vision_lr: float = 3e-3,
     vision_place: float = 1.0,
-    count_stutter: float = 0.0,
+    count_stutter: float = 0.5,
     phases=PHASES,
     pools=POOLS,
     arch: dict | None = None,
@@ -267,9 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vision-lr", type=float, default=3e-3)
     parser.add_argument("--vision-place", type=float, default=1.0,
                         help="weight of stage A's place term (every patch's column and row; default: 1; 0: none)")
-    parser.add_argument("--count-stutter", type=float, default=0.0,
+    parser.add_argument("--count-stutter", type=float, default=0.5,
                         help="share of stage B's whole count clips given as a stuttered copy with fewer flashes "
-                             "(stc.toy.stages.stuttered_clip; default: 0, none)")
+                             "(stc.toy.stages.stuttered_clip; default: 0.5; 0: none, the previous recipe)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every stage-B phase's steps by this (a quick look: 0.1; default: 1)")
     parser.add_argument("--eval", type=int, default=100,
