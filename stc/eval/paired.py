@@ -66,34 +66,10 @@ def paired_difference(records: Iterable[dict], method: str, other: str, retentio
     return _difference(_cell(cells, method, retention), _cell(cells, other, retention), resamples, seed)
 
 
-def paired_table(records: list[dict], method: str = "stc") -> str:
-    """Markdown: ``method`` minus every other method of the records (rows) at each retention
-    (columns), "+6.6 (+2.4 to +10.8)"; "-" where the two share no item."""
-    cells = _cells(records)
-    retentions = sorted({r for m, r in cells if m == method}, reverse=True)
-    others = _others(cells, method)
-    lines = [f"| {method} minus | " + " | ".join(pct(r) for r in retentions) + " |",
-             "|---|" + "---|" * len(retentions)]
-    for other in others:
-        row = []
-        for retention in retentions:
-            p = _difference(_cell(cells, method, retention), _cell(cells, other, retention), 10_000, 0)
-            row.append("-" if p is None else f"{p['difference']:+.1f} ({p['low']:+.1f} to {p['high']:+.1f})")
-        lines.append(f"| {other} | " + " | ".join(row) + " |")
-    return "\n".join(lines)
-
-
-def _others(cells: dict, method: str) -> list[str]:
-    order = {m: i for i, m in enumerate(list_methods())}
-    return sorted({m for m, _ in cells if m not in (method, BASELINE)}, key=lambda m: (order.get(m, len(order)), m))
-
-
-def agreement_table(runs: list[list[dict]], method: str = "stc") -> str:
-    """Markdown: ``method`` minus every other method on each of ``runs`` (one list of records per
-    checkpoint, asked the same questions), rows x retentions, "+7.8 / +8.8" per cell: bold where
-    every run's 95% interval excludes 0 on the same side (holds on all), suffixed " =" where every
-    run's interval holds 0 (level on all), plain where the runs disagree; "-" where a run shares
-    no item. Rows and retentions are those of the first run."""
+def _table(runs: list[list[dict]], method: str, cell) -> str:
+    """Markdown: ``method`` minus every other method of the first run (rows) at each of its
+    retentions (columns); ``cell(differences)`` writes one cell from the paired difference on
+    every run (all of them not None); "-" where a run shares no item."""
     cells = [_cells(records) for records in runs]
     retentions = sorted({r for m, r in cells[0] if m == method}, reverse=True)
     lines = [f"| {method} minus | " + " | ".join(pct(r) for r in retentions) + " |",
@@ -102,17 +78,36 @@ def agreement_table(runs: list[list[dict]], method: str = "stc") -> str:
         row = []
         for retention in retentions:
             ps = [_difference(_cell(c, method, retention), _cell(c, other, retention), 10_000, 0) for c in cells]
-            if any(p is None for p in ps):
-                row.append("-")
-                continue
-            text = " / ".join(f"{p['difference']:+.1f}" for p in ps)
-            if all(p["low"] > 0 for p in ps) or all(p["high"] < 0 for p in ps):
-                text = f"**{text}**"
-            elif all(p["low"] <= 0 <= p["high"] for p in ps):
-                text += " ="
-            row.append(text)
+            row.append("-" if any(p is None for p in ps) else cell(ps))
         lines.append(f"| {other} | " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def paired_table(records: list[dict], method: str = "stc") -> str:
+    """Markdown: ``method`` minus every other method of the records (rows) at each retention
+    (columns), "+6.6 (+2.4 to +10.8)"; "-" where the two share no item."""
+    return _table([records], method, lambda ps: f"{ps[0]['difference']:+.1f} ({ps[0]['low']:+.1f} to {ps[0]['high']:+.1f})")
+
+
+def _others(cells: dict, method: str) -> list[str]:
+    order = {m: i for i, m in enumerate(list_methods())}
+    return sorted({m for m, _ in cells if m not in (method, BASELINE)}, key=lambda m: (order.get(m, len(order)), m))
+
+
+def _agreement(ps: list[dict]) -> str:
+    text = " / ".join(f"{p['difference']:+.1f}" for p in ps)
+    if all(p["low"] > 0 for p in ps) or all(p["high"] < 0 for p in ps):
+        return f"**{text}**"
+    return text + " =" if all(p["low"] <= 0 <= p["high"] for p in ps) else text
+
+
+def agreement_table(runs: list[list[dict]], method: str = "stc") -> str:
+    """Markdown: ``method`` minus every other method on each of ``runs`` (one list of records per
+    checkpoint, asked the same questions), rows x retentions, "+7.8 / +8.8" per cell: bold where
+    every run's 95% interval excludes 0 on the same side (holds on all), suffixed " =" where every
+    run's interval holds 0 (level on all), plain where the runs disagree; "-" where a run shares
+    no item. Rows and retentions are those of the first run."""
+    return _table(runs, method, _agreement)
 
 
 def _read(parser, folders: list[Path]) -> list[dict]:
