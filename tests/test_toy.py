@@ -34,6 +34,28 @@ def test_same_seed_same_sample_other_seed_other_sample():
     assert a.kind == c.kind and not np.array_equal(a.frames, c.frames)
 
 
+# sha256 (first 16 hex digits) of make_sample(seed).frames / .labels for the first held-out
+# question of every type, as the generator drew them when the committed checkpoint's tables were
+# measured (2026-12-07): a change to the generator that moves one pixel moves these.
+HELD_OUT_DIGESTS = {
+    1_000_000: ("a106c8e59a228408", "3e81a389ca9de9c9"),
+    1_000_001: ("775908a2f3deabc6", "c505cb0fe614b2ff"),
+    1_000_002: ("eab7815bf4816e0a", "dc49f64c9436b4a3"),
+    1_000_003: ("4a56c89c69232555", "d827735a3c60aedb"),
+    1_000_004: ("8904170075069ba0", "113c6f7caed91ff2"),
+}
+
+
+def test_held_out_clips_are_the_pixels_the_tables_were_measured_on():
+    import hashlib
+
+    def digest(array: np.ndarray) -> str:
+        return hashlib.sha256(array.tobytes()).hexdigest()[:16]
+
+    drawn = {seed: (digest(s.frames), digest(s.labels)) for seed in HELD_OUT_DIGESTS for s in [make_sample(seed)]}
+    assert drawn == HELD_OUT_DIGESTS
+
+
 def test_train_test_validation_and_demo_seeds_never_meet():
     ranges = [set(TRAIN_SEEDS), set(TEST_SEEDS), set(VALIDATION_SEEDS), set(DEMO_SEEDS.values())]
     assert sum(map(len, ranges)) == len(set().union(*ranges))

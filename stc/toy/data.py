@@ -342,8 +342,12 @@ def make_sample(seed: int, frames: int = FRAMES, scale: float = 1.0) -> Sample:
                 canvas.paint(f, shape, cx, cy, size, colour)
         events = (tuple(range(t1, t1 + spans[0])), tuple(range(t2, t2 + spans[1])))
 
-    video = canvas.video + 3 * rng.standard_normal(size=canvas.video.shape, dtype=np.float32)  # sensor noise
-    pixels = np.clip(np.rint(video), 0, 255).astype(np.uint8)
+    # sensor noise, then rounding to uint8: clip(rint(video + 3 * noise)) computed in place
+    video = canvas.video  # float64 (the background's); the noise is float32, as drawn
+    video += 3 * rng.standard_normal(size=video.shape, dtype=np.float32)
+    np.rint(video, out=video)
+    np.maximum(video, 0, out=video)
+    pixels = np.minimum(video, 255, out=video).astype(np.uint8)
     return Sample(int(seed), kind, QUESTIONS[kind], OPTIONS[kind], LETTERS[answer], pixels, canvas.labels, events)
 
 
