@@ -7,7 +7,9 @@
 # OUT/toy-cons-{a,b}, OUT/motion-{original,contiguous}, OUT/toy-evidence.json and logs in OUT/;
 # then `python -m stc.eval.paired OUT/toy-eval-a OUT/toy-eval-b` (and the same for
 # OUT/toy-cons-*) gives the paired tables, `--also runs/old/toy-eval-a runs/old/toy-eval-b` both
-# checkpoints' differences; screenshots: HF_HUB_OFFLINE=1 python docs/screenshots.py.
+# checkpoints' differences; `python toy/attempts/tables.py` rebuilds docs/toy-accuracy.md from
+# OUT=runs and runs/old (and checks README's toy tables against them; --check writes nothing);
+# screenshots: HF_HUB_OFFLINE=1 python docs/screenshots.py.
 set -euo pipefail
 M=${1:-toy/llava-onevision}
 O=${2:-runs}
