@@ -99,9 +99,14 @@ def motion_table(runs: Path, questions: dict[str, dict]) -> str:
     return "\n".join(out)
 
 
-def blocks(runs: Path, old: Path, questions: dict[str, dict]) -> dict[str, str]:
-    """Every generated block of the page, by its template name."""
+def blocks(runs: Path, old: Path, questions: dict[str, dict], seed1: Path) -> dict[str, str]:
+    """Every generated block of the page, by its template name. ``seed1``: the folder holding
+    seed1-eval-a and seed1-eval-b (the recipe's second seed: none, stc and HoliTom)."""
     out = {}
+    second = load(seed1 / "seed1-eval-a", seed1 / "seed1-eval-b")
+    out["SEED1_COMPACT"] = compact(summarize(second))
+    out["SEED1_AGREE"] = agreement_table(
+        [second, load(runs / "toy-eval-a", runs / "toy-eval-b"), load(old / "toy-eval-a", old / "toy-eval-b")], "stc")
     for kind, (a, b) in (("FREE", ("toy-eval-a", "toy-eval-b")), ("CONS", ("toy-cons-a", "toy-cons-b"))):
         new, previous = load(runs / a, runs / b), load(old / a, old / b)
         out[f"{kind}_COMPACT"] = compact(summarize(new))
@@ -169,12 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="the committed weights' run folders")
     parser.add_argument("--old", type=Path, default=Path("runs/old"), help="the previous weights' run folders")
+    parser.add_argument("--seed1", type=Path, default=Path("runs"),
+                        help="the folder holding seed1-eval-a and seed1-eval-b (the second seed's runs)")
     parser.add_argument("--manifest", type=Path, default=Path("runs/toy-test/manifest.jsonl"))
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 where a table differs")
     parser.add_argument("--analysis", action="store_true", help="print the numbers behind the per-type causes")
     args = parser.parse_args(argv)
     questions = manifest(args.manifest)
-    generated = blocks(args.runs, args.old, questions)
+    generated = blocks(args.runs, args.old, questions, args.seed1)
     text = page(generated, TEMPLATE.read_text())
     status = 0
     if args.check:
