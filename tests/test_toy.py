@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import stc
 from stc.eval import build_prompt, load_manifest, parse_answer
 from stc.toy.data import (COLOURS, DEMO_SEEDS, DIRECTIONS, FRAMES, LETTERS, MIN_FRAMES, OPTIONS, SHAPES, TEST_SEEDS,
-                          TRAIN_SEEDS, TYPES, VALIDATION_SEEDS, make_sample, write_manifest)
+                          TRAIN_SEEDS, TYPES, VALIDATION_SEEDS, make_sample, question, write_manifest)
 from stc.toy.model import Prompts
 from stc.toy.stages import POOLS, _batch, describe, pool_rng, stuttered_clip, visual_tokens
 from stc.toy.train import (CHECK_ITEMS, Phase, build_toy, encode_pool, evaluate, patch_labels, pixel_values,
@@ -62,14 +62,19 @@ def test_train_test_validation_and_demo_seeds_never_meet():
     assert len(VALIDATION_SEEDS) % len(TYPES) == 0  # as many questions of every type
 
 
+def test_question_is_the_sample_s_question_without_its_clip():
+    for seed, frames, scale in [(TEST_SEEDS.start + k, FRAMES, 1.0) for k in range(5)] + [(7, 4, 2.5), (12, 5, 1.0)]:
+        s = make_sample(seed, frames, scale)
+        assert question(seed) == (s.kind, s.answer)
+        assert s.options == OPTIONS[s.kind] and s.answer_text in s.options
+
+
 def test_types_are_balanced_and_answers_cover_every_letter():
-    samples = [make_sample(s) for s in range(TEST_SEEDS.start, TEST_SEEDS.start + 50)]
-    assert [s.kind for s in samples] == [TYPES[i % 5] for i in range(50)]
+    asked = [question(s) for s in range(TEST_SEEDS.start, TEST_SEEDS.start + 50)]
+    assert [kind for kind, _ in asked] == [TYPES[i % 5] for i in range(50)]
     assert len(TEST_SEEDS) >= 100 * len(TYPES)
     for kind in TYPES:
-        assert {s.answer for s in samples if s.kind == kind} == set(LETTERS), kind
-    for s in samples:
-        assert s.options == OPTIONS[s.kind] and s.answer_text in s.options
+        assert {answer for k, answer in asked if k == kind} == set(LETTERS), kind
 
 
 def _objects(sample, f: int, colour_class: int | None = None) -> np.ndarray:
@@ -357,7 +362,7 @@ def test_the_committed_toy_answers_its_check_questions_as_recorded(tmp_path):
     recorded = {f"toy-{s}": check["answers"][f"toy-{s}"] for s in asked}
     differ = [k for k, v in recorded.items() if result["answers"][k] != v]
     assert len(differ) <= 2, differ
-    truth = {f"toy-{s}": make_sample(s).answer for s in asked}
+    truth = {f"toy-{s}": question(s)[1] for s in asked}
     correct = sum(result["answers"][k] == truth[k] for k in truth)
     recorded_correct = sum(recorded[k] == truth[k] for k in truth)
     assert abs(correct - recorded_correct) <= 2

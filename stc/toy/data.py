@@ -69,6 +69,7 @@ __all__ = [
     "TYPES",
     "Sample",
     "make_sample",
+    "question",
     "write_manifest",
     "write_mp4",
 ]
@@ -255,6 +256,22 @@ def _clutter(rng: np.random.Generator, canvas: _Canvas, count: int, sizes: tuple
             canvas.paint(f, shape, x, y, size, level)
 
 
+def _question(seed: int) -> tuple[str, int, np.random.Generator]:
+    """(type, answer index, the generator that draws the rest of the clip) of ``seed``."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    rng = np.random.default_rng([int(seed), 20])
+    return TYPES[int(seed) % len(TYPES)], int(rng.integers(4)), rng
+
+
+def question(seed: int) -> tuple[str, str]:
+    """(type, answer letter) of ``seed``'s question, without drawing its clip: the same as
+    ``make_sample(seed, frames, scale)``'s ``kind`` and ``answer`` for every frames and scale
+    (the answer is drawn first)."""
+    kind, answer, _ = _question(seed)
+    return kind, LETTERS[answer]
+
+
 def make_sample(seed: int, frames: int = FRAMES, scale: float = 1.0) -> Sample:
     """The clip and question of ``seed`` (any int >= 0) with ``frames`` frames (at least the
     type's `MIN_FRAMES`): same seed, frames and scale, same sample, bit for bit.
@@ -262,20 +279,16 @@ def make_sample(seed: int, frames: int = FRAMES, scale: float = 1.0) -> Sample:
     ``scale`` > 1 draws the objects the question is about that much larger (at most a
     `_MAX_SIDE` or their own size; the clutter keeps its size): the trainer's curriculum
     starts with large evidence. Evaluation clips use 1."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    kind = TYPES[int(seed) % len(TYPES)]
+    kind, answer, rng = _question(seed)
     if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or not MIN_FRAMES[kind] <= frames <= 64:
         raise ValueError(f"a {kind} clip has {MIN_FRAMES[kind]} to 64 frames, got {frames!r}")
     if not 1.0 <= scale <= 6.0:
         raise ValueError(f"scale must be in [1, 6], got {scale!r}")
     frames = int(frames)
-    rng = np.random.default_rng([int(seed), 20])
 
     def big(size: float) -> float:
         return min(size * scale, max(size, _MAX_SIDE))
 
-    answer = int(rng.integers(4))
     canvas = _Canvas(rng, frames)
     taken: list = []
     colour_names = list(COLOURS)

@@ -63,7 +63,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import FRAMES, TEST_SEEDS, TYPES, make_sample, write_manifest
+from .data import FRAMES, TEST_SEEDS, TYPES, question, write_manifest
 from .model import ARCH, DESCRIBE, Prompts, build_toy, patch_labels, pixel_values, toy_config, vision_features
 from .stages import (DESCRIBE_SHARE, PHASES, POOLS, Phase, _set_lr, describe, encode_pool, pretrain_vision, shorter_clip,
                      standardize_projector, train_llm, visual_tokens)
@@ -147,7 +147,7 @@ def write_accuracy(out: Path, accuracy: dict) -> None:
     seeds = accuracy["seeds"]
     check_ids = [f"toy-{s}" for s in range(seeds[0], seeds[0] + CHECK_ITEMS)]
     answers = {k: accuracy["answers"][k] for k in check_ids if k in accuracy["answers"]}
-    truth = {f"toy-{s}": make_sample(s).answer for s in range(seeds[0], seeds[0] + len(answers))}
+    truth = {f"toy-{s}": question(s)[1] for s in range(seeds[0], seeds[0] + len(answers))}
     record = {
         "what": "uncompressed accuracy (%) of this checkpoint, as stc.eval asks (videomme prompt, greedy, all frames)",
         "held_out": {k: accuracy[k] for k in ("seeds", "items", "overall", "per_type", "unparsed")},
