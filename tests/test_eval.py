@@ -397,6 +397,23 @@ def test_agreement_table_marks_what_holds_on_every_checkpoint(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_read_runs_merges_folders_a_later_record_replacing_an_earlier(tmp_path):
+    from stc.eval.paired import read_runs
+
+    def write(name: str, records: list[dict]):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        return tmp_path / name
+
+    cell = {"method": "stc", "retention": 0.02, "error": None}
+    a = write("a", [{"item": "1", **cell, "correct": False}, {"item": "2", **cell, "correct": True}])
+    b = write("b", [{"item": "1", **cell, "correct": True}])
+    merged = sorted(read_runs(a, str(b)), key=lambda r: r["item"])
+    assert [(r["item"], r["correct"]) for r in merged] == [("1", True), ("2", True)]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_runs(a, tmp_path / "missing")
+
+
 # -- the command line ------------------------------------------------------------------------------
 def test_cli_limit_resume_and_settings_guard(manifest, tmp_path, capsys):
     out = tmp_path / "cli"

@@ -110,14 +110,24 @@ def agreement_table(runs: list[list[dict]], method: str = "stc") -> str:
     return _table(runs, method, _agreement)
 
 
-def _read(parser, folders: list[Path]) -> list[dict]:
+def read_runs(*folders: str | Path) -> list[dict]:
+    """The records of stc.eval ``--out`` folders merged: one per (item, method, retention), a
+    later folder's record replacing an earlier one's. FileNotFoundError where a folder has no
+    records.jsonl."""
     records: dict = {}
-    for folder in folders:
+    for folder in map(Path, folders):
         path = folder / "records.jsonl"
         if not path.is_file():
-            parser.error(f"{path} does not exist (an stc.eval --out folder holds one)")
+            raise FileNotFoundError(f"{path} does not exist (an stc.eval --out folder holds one)")
         records.update(RecordLog(path).records)
     return list(records.values())
+
+
+def _read(parser, folders: list[Path]) -> list[dict]:
+    try:
+        return read_runs(*folders)
+    except FileNotFoundError as err:
+        parser.error(str(err))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,9 @@ from PIL import Image, ImageDraw
 from ..results import REFILLED, Provenance, Stats
 from .paint import BACKGROUND, STATUS_COLORS, TEXT, ZERO_TOKENS, font
 
+_AXIS = (120, 120, 120)
+_BAR_COLOURS = ((154, 160, 166), (31, 119, 180))  # baseline grey, compressed blue
+
 
 def tokens_timeline(
     provenance: Provenance,
@@ -48,7 +51,7 @@ def tokens_timeline(
     for t in [] if marks is None else np.asarray(marks, dtype=int):
         x = (x_of[t // per_slot] + x_of[t // per_slot + 1]) // 2
         draw.line([x, top - 9, x, top - 2], fill=(20, 60, 200), width=2)
-    draw.line([pad, base, pad + plot_w, base], fill=(120, 120, 120))
+    draw.line([pad, base, pad + plot_w, base], fill=_AXIS)
     ends = ["#1", f"#{slots * per_slot}" if per_slot > 1 else f"#{slots}"]
     if timestamps is not None and len(timestamps):
         ends = [f"{ends[0]} {float(timestamps[0]):.1f}s", f"{ends[1]} {float(timestamps[-1]):.1f}s"]
@@ -97,10 +100,6 @@ def _panels(baseline: Stats, compressed: Stats) -> list[tuple[str, float, float,
     ]
 
 
-_BAR_COLOURS = ((154, 160, 166), (31, 119, 180))  # baseline grey, compressed blue
-_AXIS = (120, 120, 120)
-
-
 def cost_chart(
     baseline: Stats,
     compressed: Stats,
@@ -130,8 +129,7 @@ def cost_chart(
     for k, (name, b, c, bt, ct) in enumerate(panels):
         x0, y0 = (k % cols) * cell_w, head + (k // cols) * cell_h
         draw.text((x0 + cell_w // 2, y0 + 4), name, fill=TEXT, font=name_font, anchor="ma")
-        values = [max(float(b), 0.0), max(float(c), 0.0)]
-        values = [v if np.isfinite(v) else 0.0 for v in values]
+        values = [float(v) if np.isfinite(v) and v > 0 else 0.0 for v in (b, c)]  # no bar for NaN, inf, < 0
         top = max(values) or 1.0
         plot_top, base = y0 + 46, y0 + cell_h - 28  # room for the values above and the labels below
         left, right = x0 + 30, x0 + cell_w - 30

@@ -21,8 +21,7 @@ import sys
 from pathlib import Path
 
 from stc.eval.cells import pct
-from stc.eval.paired import agreement_table, paired_difference, paired_table
-from stc.eval.records import RecordLog
+from stc.eval.paired import agreement_table, paired_difference, paired_table, read_runs
 from stc.eval.summary import markdown_table, summarize
 
 HERE = Path(__file__).resolve().parent
@@ -35,14 +34,6 @@ ORDER = ["stc", "stc-st", "stc-stage1", "fastv", "visionzip", "fastvid", "flashv
          "uniform", "random"]
 RETENTIONS = (0.1, 0.05, 0.02, 0.01)
 LOG_NOISE = re.compile(r"^\d+/\d+ clips|Loading|torchvision")
-
-
-def load(*folders: Path) -> list[dict]:
-    """The records of ``folders`` (stc.eval --out folders), one per (item, method, retention)."""
-    records = {}
-    for folder in folders:
-        records.update(RecordLog(Path(folder) / "records.jsonl").records)
-    return list(records.values())
 
 
 def compact(rows: list[dict]) -> str:
@@ -86,7 +77,7 @@ def motion_table(runs: Path, questions: dict[str, dict]) -> str:
     positions or renumbered contiguously: correct, the direction given most, unparsed."""
     cells = {}
     for positions in ("original", "contiguous"):
-        records = load(runs / f"motion-{positions}")
+        records = read_runs(runs / f"motion-{positions}")
         for method in ("stc", "holitom", "uniform"):
             mine = [r for r in records if r["method"] == method]
             given = collections.Counter(questions[r["item"]]["options"][ord(r["parsed"]) - 65] for r in mine if r["parsed"])
@@ -103,12 +94,12 @@ def blocks(runs: Path, old: Path, questions: dict[str, dict], seed1: Path) -> di
     """Every generated block of the page, by its template name. ``seed1``: the folder holding
     seed1-eval-a and seed1-eval-b (the recipe's second seed: none, stc and HoliTom)."""
     out = {}
-    second = load(seed1 / "seed1-eval-a", seed1 / "seed1-eval-b")
-    out["SEED1_COMPACT"] = compact(summarize(second))
-    out["SEED1_AGREE"] = agreement_table(
-        [second, load(runs / "toy-eval-a", runs / "toy-eval-b"), load(old / "toy-eval-a", old / "toy-eval-b")], "stc")
     for kind, (a, b) in (("FREE", ("toy-eval-a", "toy-eval-b")), ("CONS", ("toy-cons-a", "toy-cons-b"))):
-        new, previous = load(runs / a, runs / b), load(old / a, old / b)
+        new, previous = read_runs(runs / a, runs / b), read_runs(old / a, old / b)
+        if kind == "FREE":  # the second seed's stc and HoliTom, read against these free answers
+            second = read_runs(seed1 / "seed1-eval-a", seed1 / "seed1-eval-b")
+            out["SEED1_COMPACT"] = compact(summarize(second))
+            out["SEED1_AGREE"] = agreement_table([second, new, previous], "stc")
         out[f"{kind}_COMPACT"] = compact(summarize(new))
         out[f"{kind}_FULL"] = markdown_table(summarize(new))
         out[f"{kind}_PAIRED"] = paired_table(new, "stc")
@@ -143,7 +134,7 @@ def readme_rows_missing(generated: dict[str, str], readme: str) -> list[str]:
 def analysis(runs: Path, questions: dict[str, dict]) -> None:
     """The numbers behind README's per-type lines: stc minus each peer per type, unparsed answers
     by type, and the motion answers by direction."""
-    new = load(runs / "toy-eval-a", runs / "toy-eval-b")
+    new = read_runs(runs / "toy-eval-a", runs / "toy-eval-b")
     for other in ("holitom", "stc-st", "fastv", "vidcom2", "fastvid", "visionzip"):
         for t in TYPES:
             mine = [r for r in new if r.get("type") == t]
