@@ -114,8 +114,8 @@ def cost_chart(
 
     Each bar carries its value; FLOPs follow `stc.flops` (LLM only, visual tokens, 100 decoded
     tokens), times are the ones `VideoLLM.answer` measured. Drawn with PIL, as every other picture
-    of `stc.viz` (matplotlib took 0.9-2 s a chart on this CPU, most of a demo request on the tiny
-    model; this takes milliseconds).
+    of `stc.viz` (matplotlib with its constrained layout took 2.2-2.7 s a chart on this 2-core CPU
+    beside a training run, most of a demo request on the tiny model; this takes ~0.1 s).
     """
     panels = _panels(baseline, compressed)
     cols, rows = 4, (len(panels) + 3) // 4
