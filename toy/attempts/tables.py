@@ -33,6 +33,9 @@ TYPES = ["colour", "flash", "motion", "count", "order"]
 ORDER = ["stc", "stc-st", "stc-stage1", "fastv", "visionzip", "fastvid", "flashvid", "holitom", "evs", "vidcom2",
          "uniform", "random"]
 RETENTIONS = (0.1, 0.05, 0.02, 0.01)
+# the second seed's stc.eval folders: none, stc and HoliTom (fourteenth session); every other
+# method (fifteenth: c for seeds 1,000,000-1,000,359, e the same methods for the rest; d)
+SEED1_RUNS = ("seed1-eval-a", "seed1-eval-b", "seed1-eval-c", "seed1-eval-d", "seed1-eval-e")
 LOG_NOISE = re.compile(r"^\d+/\d+ clips|Loading|torchvision")
 
 
@@ -92,12 +95,12 @@ def motion_table(runs: Path, questions: dict[str, dict]) -> str:
 
 def blocks(runs: Path, old: Path, questions: dict[str, dict], seed1: Path) -> dict[str, str]:
     """Every generated block of the page, by its template name. ``seed1``: the folder holding
-    seed1-eval-a and seed1-eval-b (the recipe's second seed: none, stc and HoliTom)."""
+    `SEED1_RUNS` (the recipe's second seed asked the same questions by every method)."""
     out = {}
     for kind, (a, b) in (("FREE", ("toy-eval-a", "toy-eval-b")), ("CONS", ("toy-cons-a", "toy-cons-b"))):
         new, previous = read_runs(runs / a, runs / b), read_runs(old / a, old / b)
         if kind == "FREE":  # the second seed's stc and HoliTom, read against these free answers
-            second = read_runs(seed1 / "seed1-eval-a", seed1 / "seed1-eval-b")
+            second = read_runs(*(seed1 / name for name in SEED1_RUNS))
             out["SEED1_COMPACT"] = compact(summarize(second))
             out["SEED1_AGREE"] = agreement_table([second, new, previous], "stc")
         out[f"{kind}_COMPACT"] = compact(summarize(new))
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="the committed weights' run folders")
     parser.add_argument("--old", type=Path, default=Path("runs/old"), help="the previous weights' run folders")
     parser.add_argument("--seed1", type=Path, default=Path("runs"),
-                        help="the folder holding seed1-eval-a and seed1-eval-b (the second seed's runs)")
+                        help="the folder holding the second seed's runs (SEED1_RUNS)")
     parser.add_argument("--manifest", type=Path, default=Path("runs/toy-test/manifest.jsonl"))
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 where a table differs")
     parser.add_argument("--analysis", action="store_true", help="print the numbers behind the per-type causes")
