@@ -22,7 +22,7 @@ install: $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q --no-index --no-deps "torch==$(TORCH_VERSION)" 2>/dev/null \
 	  || $(PY) -m pip install -q --no-deps "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PY) -m pip install -q -c constraints-cpu.txt -e ".[app,test]"
+	$(PY) -m pip install -q -c constraints-cpu.txt -e ".[app,test,toy]"
 
 # Idempotent: installs Debian's chromium only when $(CHROMIUM) is missing (as root, or through
 # passwordless sudo). Without it the browser test skips, and fails under CI=true.

@@ -39,7 +39,8 @@ Training clips come from `stc.toy.data` with seeds drawn from `TRAIN_SEEDS` by t
 rendered straight to pixels (no mp4: the evaluation goes through mp4 and `load_video`, whose
 H.264 at CRF 18 moves a pixel by less than 4 levels on average). Then the checkpoint (model +
 processor, `save_pretrained`) is written to OUT, with OUT/loss.csv and OUT/loss.png (both
-stages' curves), OUT/train.json (settings, times) and OUT/accuracy.json (accuracy per type on
+stages' curves; the plot needs matplotlib, the `toy` extra, which `make install` installs),
+OUT/train.json (settings, times) and OUT/accuracy.json (accuracy per type on
 held-out seeds, measured by loading OUT with `stc.load` and answering as `stc.eval` does).
 
     python -m stc.toy.train --out toy/llava-onevision --seed 0    # the committed weights
