@@ -168,7 +168,11 @@ sys.exit(1 if heavy else 0)
     scripts = [alone.format(modules=modules[0::2]), alone.format(modules=modules[1::2]), light]
     runs = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for script in scripts]
-    done = [(run.communicate(timeout=300), run.returncode) for run in runs]
+    try:
+        done = [(run.communicate(timeout=300), run.returncode) for run in runs]
+    finally:  # none left running past a timeout
+        for run in runs:
+            run.kill()
     for (out, err), code in done[:2]:
         assert code == 0, out + err[-2000:]
     (out, err), code = done[2]

@@ -253,14 +253,19 @@ APP_CASES = {"run": 64, "long": 128}
 
 
 @pytest.fixture(scope="module")
-def app_peaks(huge_clips):
+def app_peaks(huge_clips, tmp_path_factory):
     """{tab: (returncode, stdout, stderr, watched peak RSS)}: one fresh app process per case of
     `APP_CASES`, run at the same time (each measures its own RSS, one torch thread each: on two
-    cores they take the time of one). A child past 2 x WATCHDOG of RSS or 600 s is killed."""
-    children = {tab: subprocess.Popen(
-        [sys.executable, "-c", _APP_CHILD, str(ROOT), str(huge_clips["1344"]), tab, str(frames)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    ) for tab, frames in APP_CASES.items()}
+    cores they take the time of one). Their output goes to files, so a child that says much
+    cannot block on a full pipe. A child past 2 x WATCHDOG of RSS or 600 s is killed."""
+    logs = tmp_path_factory.mktemp("app-peaks")
+    children = {}
+    for tab, frames in APP_CASES.items():
+        with open(logs / f"{tab}.out", "w") as out, open(logs / f"{tab}.err", "w") as err:
+            children[tab] = subprocess.Popen(
+                [sys.executable, "-c", _APP_CHILD, str(ROOT), str(huge_clips["1344"]), tab, str(frames)],
+                stdout=out, stderr=err, text=True,
+            )
     deadline, peak, killed = time.monotonic() + 600, dict.fromkeys(children, 0), set()
     while any(child.poll() is None for child in children.values()):
         for tab, child in children.items():
@@ -273,11 +278,11 @@ def app_peaks(huge_clips):
                 pass
             if peak[tab] > 2 * WATCHDOG or time.monotonic() > deadline:
                 child.kill()
+                child.wait()
                 killed.add(tab)
         time.sleep(0.05)
-    # pipes are drained after the exit: each child prints one line (and stderr is small)
-    return {tab: (None if tab in killed else child.returncode, *child.communicate(), peak[tab])
-            for tab, child in children.items()}
+    return {tab: (None if tab in killed else child.returncode, (logs / f"{tab}.out").read_text(),
+                  (logs / f"{tab}.err").read_text(), peak[tab]) for tab, child in children.items()}
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="RSS is read from Linux /proc")

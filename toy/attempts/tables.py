@@ -99,7 +99,7 @@ def blocks(runs: Path, old: Path, questions: dict[str, dict], seed1: Path) -> di
     out = {}
     for kind, (a, b) in (("FREE", ("toy-eval-a", "toy-eval-b")), ("CONS", ("toy-cons-a", "toy-cons-b"))):
         new, previous = read_runs(runs / a, runs / b), read_runs(old / a, old / b)
-        if kind == "FREE":  # the second seed's stc and HoliTom, read against these free answers
+        if kind == "FREE":  # the second seed's answers, read against these free ones
             second = read_runs(*(seed1 / name for name in SEED1_RUNS))
             out["SEED1_COMPACT"] = compact(summarize(second))
             out["SEED1_AGREE"] = agreement_table([second, new, previous], "stc")
